@@ -1,0 +1,1 @@
+"""canary signal source (see DESIGN.md)."""

@@ -1,0 +1,1 @@
+"""dmarc signal source (see DESIGN.md)."""

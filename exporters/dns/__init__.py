@@ -1,0 +1,1 @@
+"""dns signal source (see DESIGN.md)."""

@@ -1,0 +1,1 @@
+"""postfix_logs signal source (see DESIGN.md)."""

@@ -1,0 +1,1 @@
+"""smtp signal source (see DESIGN.md)."""

@@ -1,0 +1,159 @@
+"""mailprobe's YAML config: one strict model per section, and a loader whose errors
+name the key path and line instead of showing a traceback."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field, ValidationError, field_validator
+
+from monitor.config.base import PositiveSeconds, Strict
+from monitor.config.canary import CanarySection
+from monitor.config.dmarc import DmarcSection
+from monitor.config.dns import DnsSection
+from monitor.config.logs import LogsSection
+from monitor.config.smtp import SmtpSection
+from monitor.config.web import WebConfig
+
+DEFAULT_CONFIG_PATH = Path("/etc/mailprobe/mailprobe.yml")
+# 9974 is reserved for mailprobe in the Prometheus default port allocations list.
+DEFAULT_PORT = 9974
+DEFAULT_LISTEN = f"127.0.0.1:{DEFAULT_PORT}"
+
+
+class Defaults(Strict):
+    interval: PositiveSeconds = 60.0
+    timeout: PositiveSeconds = 10.0
+    concurrency: int = Field(default=16, ge=1, le=1024)
+
+
+class Config(Strict):
+    defaults: Defaults = Defaults()
+    listen: str = DEFAULT_LISTEN
+    state_dir: Path = Path("/var/lib/mailprobe")
+    web: WebConfig = WebConfig()
+    logs: LogsSection = LogsSection()
+    smtp: SmtpSection = SmtpSection()
+    dns: DnsSection = DnsSection()
+    canary: CanarySection = CanarySection()
+    dmarc: DmarcSection = DmarcSection()
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        parse_listen(value)
+        return value
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """Split ``HOST:PORT`` (``[::1]:PORT`` for IPv6); raise ValueError with a reason."""
+    host, sep, port_text = value.rpartition(":")
+    if not sep or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError(f"listen address {value!r} is not HOST:PORT")
+    return host.strip("[]") or "127.0.0.1", int(port_text)
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigIssue:
+    """One problem in a config file, where it is and what is wrong."""
+
+    path: str
+    message: str
+    line: int | None = None
+
+    def __str__(self) -> str:
+        where = f" (line {self.line})" if self.line is not None else ""
+        return f"{self.path or '<top>'}{where}: {self.message}"
+
+
+class ConfigError(Exception):
+    def __init__(self, source: str, issues: list[ConfigIssue]) -> None:
+        super().__init__(f"{source}: {len(issues)} error(s)")
+        self.source = source
+        self.issues = issues
+
+
+def config_path(explicit: str | Path | None) -> Path:
+    if explicit is not None:
+        return Path(explicit)
+    env = os.environ.get("MAILPROBE_CONFIG")
+    return Path(env) if env else DEFAULT_CONFIG_PATH
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate ``path``; raise :class:`ConfigError` listing every problem."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(path), [ConfigIssue("", f"cannot read: {exc.strerror}")]) from None
+    return parse_config(text, str(path))
+
+
+def parse_config(text: str, source: str = "<config>") -> Config:
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(source, [ConfigIssue("", f"invalid YAML: {problem}", line)]) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(source, [ConfigIssue("", "the top level must be a mapping")])
+    lines = dict(_node_lines(node, ())) if node is not None else {}
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        issues = []
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            issues.append(
+                ConfigIssue(format_key_path(loc), _message(err), _nearest_line(lines, loc))
+            )
+        raise ConfigError(source, issues) from None
+
+
+def format_key_path(loc: tuple[Any, ...]) -> str:
+    """``('smtp', 'targets', 2, 'port')`` -> ``smtp.targets[2].port``."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _message(err: Any) -> str:
+    if err["type"] == "extra_forbidden":
+        return "unknown key"
+    msg = str(err["msg"])
+    return msg.removeprefix("Value error, ")
+
+
+def _node_lines(node: yaml.Node, prefix: tuple[Any, ...]) -> Iterator[tuple[tuple[Any, ...], int]]:
+    yield prefix, node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = (*prefix, key_node.value)
+            yield key, key_node.start_mark.line + 1
+            for sub, line in _node_lines(value_node, key):
+                if sub != key:
+                    yield sub, line
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            yield from _node_lines(item, (*prefix, index))
+
+
+def _nearest_line(lines: dict[tuple[Any, ...], int], loc: tuple[Any, ...]) -> int | None:
+    for end in range(len(loc), 0, -1):
+        if loc[:end] in lines:
+            return lines[loc[:end]]
+    return None

@@ -1,0 +1,26 @@
+"""The ``smtp`` section: which SMTP endpoints to probe."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from monitor.config.base import Port, Schedule, Strict
+
+
+class SmtpTarget(Strict):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
+    host: str = Field(min_length=1)
+    port: Port = 25
+    tls: Literal["starttls", "implicit", "none"] = "starttls"
+    server_name: str | None = None
+    """Name expected in the certificate and used for SNI; defaults to ``host``."""
+    ehlo_name: str = "mailprobe.invalid"
+    schedule: Schedule = Schedule()
+
+
+class SmtpSection(Strict):
+    ca_file: Path | None = None
+    targets: list[SmtpTarget] = Field(default_factory=list)
