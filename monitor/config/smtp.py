@@ -18,6 +18,8 @@ class SmtpTarget(Strict):
     server_name: str | None = None
     """Name expected in the certificate and used for SNI; defaults to ``host``."""
     ehlo_name: str = "mailprobe.invalid"
+    cert_warn_days: float = Field(default=14.0, ge=0)
+    """A served certificate expiring sooner than this turns the check to warn."""
     schedule: Schedule = Schedule()
 
 

@@ -15,7 +15,10 @@ class TlsServerConfig(Strict):
     key_file: Path
     client_ca_file: Path | None = None
     client_auth_type: Literal[
-        "NoClientCert", "RequireAnyClientCert", "VerifyClientCertIfGiven", "RequireAndVerifyClientCert"
+        "NoClientCert",
+        "RequireAnyClientCert",
+        "VerifyClientCertIfGiven",
+        "RequireAndVerifyClientCert",
     ] = "NoClientCert"
     min_version: Literal["TLS12", "TLS13"] = "TLS12"
 

@@ -1,0 +1,1 @@
+"""Subcommands of ``mailprobe``; each module offers ``register(subparsers)``."""

@@ -1,0 +1,24 @@
+"""``mailprobe config check``: validate a config and name every bad key."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from monitor.commands.common import EXIT_CANNOT_RUN, add_config_option, load_or_report
+from monitor.config import config_path
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("config", help="work with the config file")
+    actions = parser.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    check = actions.add_parser("check", help="validate a config; exit 0 if valid, 3 if not")
+    add_config_option(check)
+    check.set_defaults(func=_check)
+
+
+def _check(args: argparse.Namespace) -> int:
+    if load_or_report(args) is None:
+        return EXIT_CANNOT_RUN
+    print(f"{config_path(args.config)}: ok")
+    return 0

@@ -1,0 +1,77 @@
+"""Metrics every check has, rendered from the results store at scrape time."""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Iterable, Sequence
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from exporters.result import Status
+from monitor import __version__
+from monitor.metrics.facts import FactMetric
+from monitor.results import ResultsStore
+
+CHECK_LABELS = ["kind", "check", "target"]
+
+UP = "mailprobe_check_up"
+UP_HELP = "1 if the check's last run was ok or warn, 0 if it failed, errored or has not run."
+STATUS = "mailprobe_check_status"
+STATUS_HELP = "1 for the status of the check's last run (ok, warn, fail, error), 0 for the others."
+DURATION = "mailprobe_check_duration_seconds"
+DURATION_HELP = "How long the check's last run took."
+LAST_RUN = "mailprobe_check_last_run_timestamp_seconds"
+LAST_RUN_HELP = "Unix time the check's last run finished; 0 before the first run."
+RUNS = "mailprobe_check_runs"  # exposed as mailprobe_check_runs_total
+RUNS_HELP = "Runs of the check, by status."
+BUILD_INFO = "mailprobe_build_info"
+BUILD_INFO_HELP = "Always 1; labels carry the mailprobe and Python versions."
+RELOAD_FAILURES = "mailprobe_config_reload_failures"  # exposed with _total
+RELOAD_FAILURES_HELP = "Config reloads (SIGHUP) that failed validation; the old config stays."
+RELOAD_SUCCESS = "mailprobe_config_last_reload_successful"
+RELOAD_SUCCESS_HELP = "1 if the last config (re)load succeeded, 0 if it failed."
+
+
+class ChecksCollector(Collector):
+    """Builds the per-check families from one snapshot of the store at each scrape."""
+
+    def __init__(self, store: ResultsStore, fact_metrics: Sequence[FactMetric] = ()) -> None:
+        self._store = store
+        self._fact_metrics = tuple(fact_metrics)
+
+    def collect(self) -> Iterable[Metric]:
+        up = GaugeMetricFamily(UP, UP_HELP, labels=CHECK_LABELS)
+        status = GaugeMetricFamily(STATUS, STATUS_HELP, labels=[*CHECK_LABELS, "status"])
+        duration = GaugeMetricFamily(DURATION, DURATION_HELP, labels=CHECK_LABELS)
+        last_run = GaugeMetricFamily(LAST_RUN, LAST_RUN_HELP, labels=CHECK_LABELS)
+        runs = CounterMetricFamily(RUNS, RUNS_HELP, labels=[*CHECK_LABELS, "status"])
+        facts = {
+            (f.kind, f.fact): GaugeMetricFamily(f.name, f.help, labels=["check", "target"])
+            for f in self._fact_metrics
+        }
+        for record in self._store.snapshot():
+            labels = [record.kind, record.check, record.target]
+            last = record.last
+            current = last.status if last is not None else None
+            up.add_metric(labels, 1.0 if current in (Status.OK, Status.WARN) else 0.0)
+            for s in Status:
+                status.add_metric([*labels, s.value], 1.0 if s is current else 0.0)
+                runs.add_metric([*labels, s.value], float(record.runs[s]))
+            duration.add_metric(labels, last.duration_seconds if last else 0.0)
+            last_run.add_metric(labels, last.finished_at if last else 0.0)
+            if last is None:
+                continue
+            for name, value in last.facts.items():
+                family = facts.get((record.kind, name))
+                if family is not None and isinstance(value, int | float | bool):
+                    family.add_metric([record.check, record.target], float(value))
+        yield from (up, status, duration, last_run, runs)
+        yield from facts.values()
+
+
+class BuildInfoCollector(Collector):
+    def collect(self) -> Iterable[Metric]:
+        info = GaugeMetricFamily(BUILD_INFO, BUILD_INFO_HELP, labels=["version", "python_version"])
+        info.add_metric([__version__, platform.python_version()], 1.0)
+        yield info

@@ -1,0 +1,15 @@
+"""Declarations that turn a check's numeric facts into gauges at scrape time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class FactMetric:
+    """Export fact ``fact`` of checks of ``kind`` as gauge ``name`` labelled check, target."""
+
+    kind: str
+    fact: str
+    name: str
+    help: str

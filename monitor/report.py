@@ -1,0 +1,81 @@
+"""Renders a round of results for people (a table) and for programs (JSON).
+
+The JSON shape is a documented contract (docs/run-json.md); change it only with a new
+``version``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from exporters.result import CheckResult, Kind, Status
+
+JSON_VERSION = 1
+
+_STYLE = {Status.OK: "green", Status.WARN: "yellow", Status.FAIL: "red", Status.ERROR: "magenta"}
+
+
+def exit_code(results: Sequence[CheckResult]) -> int:
+    """Nagios convention: 0 ok, 1 warning, 2 critical, 3 unknown (could not run)."""
+    if not results:
+        return 3
+    return max(r.status.severity for r in results)
+
+
+def summary(results: Sequence[CheckResult]) -> dict[str, int]:
+    counts = Counter(r.status for r in results)
+    return {s.value: counts[s] for s in Status}
+
+
+def to_json(results: Sequence[CheckResult], started: datetime) -> str:
+    document: dict[str, Any] = {
+        "version": JSON_VERSION,
+        "started": started.astimezone(UTC).isoformat(),
+        "results": [
+            {
+                "kind": r.kind.value,
+                "check": r.check,
+                "target": r.target,
+                "status": r.status.value,
+                "reason": r.reason,
+                "duration_seconds": round(r.duration_seconds, 6),
+                "facts": dict(r.facts),
+            }
+            for r in results
+        ],
+        "summary": summary(results),
+    }
+    return json.dumps(document, indent=2)
+
+
+def print_table(results: Sequence[CheckResult], console: Console) -> None:
+    """One table per kind, in a fixed kind order, with the reason for every non-ok row."""
+    for kind in Kind:
+        rows = [r for r in results if r.kind is kind]
+        if not rows:
+            continue
+        table = Table(title=kind.value, title_justify="left", expand=False)
+        table.add_column("check")
+        table.add_column("target")
+        table.add_column("status")
+        table.add_column("time", justify="right")
+        table.add_column("reason", overflow="fold")
+        for r in sorted(rows, key=lambda r: (r.check, r.target)):
+            style = _STYLE[r.status]
+            table.add_row(
+                r.check,
+                r.target,
+                f"[{style}]{r.status.value}[/{style}]",
+                f"{r.duration_seconds:.2f}s",
+                r.reason,
+            )
+        console.print(table)
+    counts = summary(results)
+    console.print(" ".join(f"{name}={count}" for name, count in counts.items()))
