@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 from pydantic import Field, ValidationError, field_validator
 
-from monitor.config.base import PositiveSeconds, Strict
+from monitor.config.base import ConfigPath, PositiveSeconds, Strict
 from monitor.config.canary import CanarySection
 from monitor.config.dmarc import DmarcSection
 from monitor.config.dns import DnsSection
@@ -35,7 +35,7 @@ class Defaults(Strict):
 class Config(Strict):
     defaults: Defaults = Defaults()
     listen: str = DEFAULT_LISTEN
-    state_dir: Path = Path("/var/lib/mailprobe")
+    state_dir: ConfigPath = Path("/var/lib/mailprobe")
     web: WebConfig = WebConfig()
     logs: LogsSection = LogsSection()
     smtp: SmtpSection = SmtpSection()
@@ -91,10 +91,11 @@ def load_config(path: Path) -> Config:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(str(path), [ConfigIssue("", f"cannot read: {exc.strerror}")]) from None
-    return parse_config(text, str(path))
+    return parse_config(text, str(path), base_dir=path.resolve().parent)
 
 
-def parse_config(text: str, source: str = "<config>") -> Config:
+def parse_config(text: str, source: str = "<config>", base_dir: Path | None = None) -> Config:
+    """Validate YAML text; relative paths in it are taken from ``base_dir`` if given."""
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
@@ -109,7 +110,7 @@ def parse_config(text: str, source: str = "<config>") -> Config:
         raise ConfigError(source, [ConfigIssue("", "the top level must be a mapping")])
     lines = dict(_node_lines(node, ())) if node is not None else {}
     try:
-        return Config.model_validate(data)
+        return Config.model_validate(data, context={"base_dir": base_dir})
     except ValidationError as exc:
         issues = []
         for err in exc.errors():

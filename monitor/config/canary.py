@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from pydantic import Field, model_validator
 
-from monitor.config.base import Port, Schedule, Strict, check_secret
+from monitor.config.base import ConfigPath, Port, Schedule, Strict, check_secret
 
 
 class ImapMailbox(Strict):
     host: str
     port: Port = 993
     username: str
-    password_file: Path | None = None
+    password_file: ConfigPath | None = None
     password_env: str | None = None
-    ca_file: Path | None = None
+    ca_file: ConfigPath | None = None
 
     @model_validator(mode="after")
     def _secret(self) -> ImapMailbox:

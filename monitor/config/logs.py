@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, model_validator
 
-from monitor.config.base import Strict
+from monitor.config.base import ConfigPath, Strict
 
 
 class LogSource(Strict):
     type: Literal["file", "journald", "stdin"] = "file"
-    path: Path | None = None
+    path: ConfigPath | None = None
 
     @model_validator(mode="after")
     def _path_for_files(self) -> LogSource:

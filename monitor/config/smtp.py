@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
 
-from monitor.config.base import Port, Schedule, Strict
+from monitor.config.base import ConfigPath, Port, Schedule, Strict
 
 
 class SmtpTarget(Strict):
@@ -24,5 +23,5 @@ class SmtpTarget(Strict):
 
 
 class SmtpSection(Strict):
-    ca_file: Path | None = None
+    ca_file: ConfigPath | None = None
     targets: list[SmtpTarget] = Field(default_factory=list)

@@ -7,13 +7,13 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from monitor.config.base import Strict
+from monitor.config.base import ConfigPath, Strict
 
 
 class TlsServerConfig(Strict):
-    cert_file: Path
-    key_file: Path
-    client_ca_file: Path | None = None
+    cert_file: ConfigPath
+    key_file: ConfigPath
+    client_ca_file: ConfigPath | None = None
     client_auth_type: Literal[
         "NoClientCert",
         "RequireAnyClientCert",

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Set up mailprobe on a fresh Debian 12 machine: Debian packages (as root), a virtualenv
+# in .venv and mailprobe installed into it. `--dev` adds the test and lint tools.
+# Safe to run again: every step is idempotent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+extras=""
+[[ "${1:-}" == "--dev" ]] && extras="[dev]"
+
+if [[ $(id -u) -ne 0 ]]; then
+    SUDO=sudo
+else
+    SUDO=""
+fi
+
+packages=$(grep -v '^\s*#' deploy/apt-packages.txt | grep -v '^\s*$' | tr '\n' ' ')
+missing=$(dpkg-query -W -f='${Package} ${Status}\n' $packages 2>/dev/null \
+    | awk '$NF != "installed" {print $1}' || true)
+# dpkg-query prints nothing for packages it has never heard of: find those too.
+for p in $packages; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+done
+missing=$(echo $missing | tr ' ' '\n' | sort -u | tr '\n' ' ')
+if [[ -n "${missing// /}" ]]; then
+    echo "setup: installing Debian packages: $missing"
+    # Postfix asks how to configure itself; the lab runs its own instances, so "Local only".
+    echo "postfix postfix/main_mailer_type select Local only" | $SUDO debconf-set-selections
+    $SUDO apt-get update -q
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing
+fi
+# Debian starts daemons on install where it can; the lab runs its own, so stop the stock ones.
+for svc in postfix dovecot opendkim opendmarc knot unbound postsrsd prometheus prometheus-alertmanager; do
+    if command -v service >/dev/null && service "$svc" status >/dev/null 2>&1; then
+        $SUDO service "$svc" stop >/dev/null 2>&1 || true
+    fi
+done
+
+python3 -m venv .venv
+.venv/bin/pip install -q --upgrade pip
+.venv/bin/pip install -q -e ".$extras"
+echo "setup: done; mailprobe is .venv/bin/mailprobe"
