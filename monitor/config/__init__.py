@@ -28,20 +28,32 @@ DEFAULT_LISTEN = f"127.0.0.1:{DEFAULT_PORT}"
 
 class Defaults(Strict):
     interval: PositiveSeconds = 60.0
+    """Seconds between two runs of a check under `serve`."""
     timeout: PositiveSeconds = 10.0
+    """Seconds a check may run before it is cut and reported `fail`."""
     concurrency: int = Field(default=16, ge=1, le=1024)
+    """Checks that may run at the same time."""
 
 
 class Config(Strict):
     defaults: Defaults = Defaults()
+    """Schedule and limits for checks that set none of their own."""
     listen: str = DEFAULT_LISTEN
+    """`HOST:PORT` that `serve` listens on; `--listen` overrides it."""
     state_dir: ConfigPath = Path("/var/lib/mailprobe")
+    """Folder of the SQLite state file (log positions, canaries, report ids)."""
     web: WebConfig = WebConfig()
+    """TLS and basic auth of the HTTP endpoints (exporter-toolkit format)."""
     logs: LogsSection = LogsSection()
+    """Postfix logs to follow and how to label them."""
     smtp: SmtpSection = SmtpSection()
+    """SMTP endpoints to probe."""
     dns: DnsSection = DnsSection()
+    """Resolvers and the mail domains whose DNS records are checked."""
     canary: CanarySection = CanarySection()
+    """Canary round trips and the mailbox that receives them."""
     dmarc: DmarcSection = DmarcSection()
+    """Where DMARC, failure and TLS-RPT reports are read from."""
 
     @field_validator("listen")
     @classmethod
@@ -114,10 +126,8 @@ def parse_config(text: str, source: str = "<config>", base_dir: Path | None = No
     except ValidationError as exc:
         issues = []
         for err in exc.errors():
-            loc = tuple(err["loc"])
-            issues.append(
-                ConfigIssue(format_key_path(loc), _message(err), _nearest_line(lines, loc))
-            )
+            loc, message = _pin_to_key(tuple(err["loc"]), _message(err), lines)
+            issues.append(ConfigIssue(format_key_path(loc), message, _nearest_line(lines, loc)))
         raise ConfigError(source, issues) from None
 
 
@@ -137,6 +147,16 @@ def _message(err: Any) -> str:
         return "unknown key"
     msg = str(err["msg"])
     return msg.removeprefix("Value error, ")
+
+
+def _pin_to_key(
+    loc: tuple[Any, ...], message: str, lines: dict[tuple[Any, ...], int]
+) -> tuple[tuple[Any, ...], str]:
+    """A model-level check that says ``key: problem`` is reported at that key."""
+    key, sep, rest = message.partition(": ")
+    if sep and key.isidentifier() and (*loc, key) in lines:
+        return (*loc, key), rest
+    return loc, message
 
 
 def _node_lines(node: yaml.Node, prefix: tuple[Any, ...]) -> Iterator[tuple[tuple[Any, ...], int]]:

@@ -26,14 +26,16 @@ ConfigPath = Annotated[Path, AfterValidator(_relative_to_config)]
 class Strict(BaseModel):
     """Every config model forbids unknown keys so a misspelt key is an error, not a no-op."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 class Schedule(Strict):
     """Per-check overrides of ``defaults``; unset fields fall back to the defaults."""
 
     interval: PositiveSeconds | None = None
+    """Seconds between runs; unset uses `defaults.interval`."""
     timeout: PositiveSeconds | None = None
+    """Seconds before the run is cut; unset uses `defaults.timeout`."""
 
 
 def check_secret(owner: BaseModel, name: str, *, required: bool) -> None:

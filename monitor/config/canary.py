@@ -9,10 +9,13 @@ from monitor.config.base import ConfigPath, Port, Schedule, Strict, check_secret
 
 class ImapMailbox(Strict):
     host: str
+    """IMAP server name (also checked against its certificate)."""
     port: Port = 993
+    """993 for implicit TLS, 143 for STARTTLS."""
     username: str
     password_file: ConfigPath | None = None
     password_env: str | None = None
+    """The password is read from `password_file` or the variable named `password_env`."""
     ca_file: ConfigPath | None = None
 
     @model_validator(mode="after")

@@ -12,15 +12,20 @@ from monitor.config.base import ConfigPath, Strict
 
 class TlsServerConfig(Strict):
     cert_file: ConfigPath
+    """PEM certificate (chain) served to scrapers."""
     key_file: ConfigPath
+    """PEM private key of `cert_file`."""
     client_ca_file: ConfigPath | None = None
+    """CA bundle for client certificates."""
     client_auth_type: Literal[
         "NoClientCert",
         "RequireAnyClientCert",
         "VerifyClientCertIfGiven",
         "RequireAndVerifyClientCert",
     ] = "NoClientCert"
+    """Whether scrapers must present a certificate, as in exporter-toolkit."""
     min_version: Literal["TLS12", "TLS13"] = "TLS12"
+    """Oldest TLS version accepted."""
 
     @field_validator("cert_file", "key_file", "client_ca_file")
     @classmethod
@@ -34,7 +39,9 @@ class WebConfig(Strict):
     """Same keys as exporter-toolkit's web-config.yml, so one file format serves all exporters."""
 
     tls_server_config: TlsServerConfig | None = None
+    """Serve HTTPS instead of HTTP."""
     basic_auth_users: dict[str, str] = Field(default_factory=dict)
+    """User name to bcrypt hash; when set, every request needs basic auth."""
 
     @field_validator("basic_auth_users")
     @classmethod

@@ -1,0 +1,113 @@
+"""`mailprobe config check` and the loader: every bad key named, no traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from monitor.config import ConfigError, parse_config
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def config_check(path: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "monitor", "config", "check", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=60,
+    )
+
+
+def test_example_config_is_valid() -> None:
+    done = config_check(REPO / "examples" / "mailprobe.yml")
+    assert done.returncode == 0, done.stderr
+    assert "ok" in done.stdout
+
+
+def test_bad_config_names_every_key_and_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yml"
+    bad.write_text(
+        "defualts:\n"
+        "  interval: 30\n"
+        "smtp:\n"
+        "  targets:\n"
+        "    - name: mx\n"
+        "      host: mx.example.test\n"
+        "    - name: sub\n"
+        "      host: sub.example.test\n"
+        "      port: twenty-five\n"
+        "canary:\n"
+        "  mailbox:\n"
+        "    host: imap.example.test\n"
+        "    username: canary\n"
+        "    password_file: missing-secret\n"
+    )
+    done = config_check(bad)
+    assert done.returncode == 3
+    assert "Traceback" not in done.stderr
+    assert "defualts (line 1): unknown key" in done.stderr
+    assert "smtp.targets[1].port (line 9)" in done.stderr
+    assert "canary.mailbox.password_file (line 14)" in done.stderr
+    assert "missing-secret does not exist" in done.stderr
+
+
+def test_secret_values_are_never_printed(tmp_path: Path) -> None:
+    secret = tmp_path / "pw"
+    secret.write_text("hunter2-very-secret\n")
+    cfg = tmp_path / "c.yml"
+    cfg.write_text(
+        "canary:\n  mailbox: {host: h, username: u, password_file: pw, port: 99999}\n"
+    )
+    done = config_check(cfg)
+    assert done.returncode == 3
+    assert "canary.mailbox.port" in done.stderr
+    assert "hunter2" not in done.stderr + done.stdout
+
+
+def test_inline_password_is_refused() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config("canary:\n  mailbox: {host: h, username: u, password: x}\n")
+    paths = {issue.path for issue in caught.value.issues}
+    assert "canary.mailbox.password" in paths
+
+
+def test_secret_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    text = "canary:\n  mailbox: {host: h, username: u, password_env: MAILPROBE_TEST_PW}\n"
+    with pytest.raises(ConfigError):
+        parse_config(text)
+    monkeypatch.setenv("MAILPROBE_TEST_PW", "x")
+    assert parse_config(text).canary.mailbox is not None
+
+
+def test_invalid_yaml_reports_line() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config("smtp:\n  targets: [\n")
+    assert caught.value.issues[0].line is not None
+    assert "invalid YAML" in caught.value.issues[0].message
+
+
+def test_unreadable_file_exits_3(tmp_path: Path) -> None:
+    done = config_check(tmp_path / "nope.yml")
+    assert done.returncode == 3
+    assert "cannot read" in done.stderr
+
+
+def test_config_path_from_environment(tmp_path: Path) -> None:
+    cfg = tmp_path / "env.yml"
+    cfg.write_text("defaults: {interval: 5}\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "monitor", "config", "check"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={"MAILPROBE_CONFIG": str(cfg), "PATH": "/usr/bin:/bin"},
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert str(cfg) in done.stdout
