@@ -61,9 +61,7 @@ def test_secret_values_are_never_printed(tmp_path: Path) -> None:
     secret = tmp_path / "pw"
     secret.write_text("hunter2-very-secret\n")
     cfg = tmp_path / "c.yml"
-    cfg.write_text(
-        "canary:\n  mailbox: {host: h, username: u, password_file: pw, port: 99999}\n"
-    )
+    cfg.write_text("canary:\n  mailbox: {host: h, username: u, password_file: pw, port: 99999}\n")
     done = config_check(cfg)
     assert done.returncode == 3
     assert "canary.mailbox.port" in done.stderr
