@@ -413,7 +413,7 @@ def bl_zone(*codes: str, reason: str | None = None) -> Zone:
     return zone
 
 
-BL = DnsblSettings("srs.example.test", "127.77.0.4", (DnsblZone("bl.test"),))
+BL = DnsblSettings("srs.example.test", ("127.77.0.4",), (DnsblZone("bl.test"),))
 
 
 async def test_dnsbl_not_listed_listed_and_refused() -> None:

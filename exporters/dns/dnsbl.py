@@ -39,50 +39,64 @@ class DnsblZone:
 @dataclass(frozen=True, slots=True)
 class DnsblSettings:
     name: str
-    """Label of the sending host, for reasons."""
-    address: str
+    """The sending host, for reasons."""
+    addresses: tuple[str, ...]
     zones: tuple[DnsblZone, ...]
 
 
 async def check_dnsbl(resolver: StubResolver, settings: DnsblSettings, phase: Phase) -> Outcome:
-    address = ipaddress.ip_address(settings.address)
-    who = f"{address} ({settings.name})"
     found = Findings()
     listings = 0
-    for bl in settings.zones:
-        zone = name_text(bl.zone)
-        query = _query_name(address, zone)
-        phase.enter(f"A {query}")
-        try:
-            answer = await resolver.query(query, dns.rdatatype.A)
-        except DnsError as exc:
-            found.warn(f"{zone} could not be asked about {who}: {exc.reason}; listing unknown")
-            continue
-        codes = [r.to_text() for r in answer.records]
-        if not codes:
-            found.note(f"{who} is not listed on {zone}")
-            continue
-        refused = [c for c in codes if c in bl.refusal_codes]
-        if refused:
-            meaning = REFUSAL_CODES.get(refused[0], "the list refused the query")
-            found.warn(f"{zone} answered {refused[0]} for {who}: {meaning}; listing unknown")
-            continue
-        odd = [c for c in codes if ipaddress.ip_address(c) not in _LOOPBACK_NET]
-        if odd:
-            found.warn(
-                f"{zone} answered {', '.join(odd)} for {who}, not a 127.0.0.0/8 return code "
-                "(a resolver rewriting NXDOMAIN?); listing unknown"
-            )
-            continue
-        if bl.listed_codes and not set(codes) & set(bl.listed_codes):
-            found.warn(f"{zone} answered {', '.join(codes)} for {who}: unknown return code")
-            continue
-        listings += 1
-        phase.enter(f"TXT {query}")
-        found.fail(f"{who} is listed on {zone} ({', '.join(codes)}): {await _why(resolver, query)}")
+    for text in settings.addresses:
+        address = ipaddress.ip_address(text)
+        for bl in settings.zones:
+            listed = await _look_up(resolver, address, settings.name, bl, found, phase)
+            listings += listed
     found.facts["dnsbl_listings"] = listings
     found.facts["dnsbl_zones"] = len(settings.zones)
     return found.outcome()
+
+
+async def _look_up(
+    resolver: StubResolver,
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address,
+    host: str,
+    bl: DnsblZone,
+    found: Findings,
+    phase: Phase,
+) -> int:
+    """Ask one list about one address; note what it says; 1 if listed."""
+    who = f"{address} ({host})"
+    zone = name_text(bl.zone)
+    query = _query_name(address, zone)
+    phase.enter(f"A {query}")
+    try:
+        answer = await resolver.query(query, dns.rdatatype.A)
+    except DnsError as exc:
+        found.warn(f"{zone} could not be asked about {who}: {exc.reason}; listing unknown")
+        return 0
+    codes = [r.to_text() for r in answer.records]
+    if not codes:
+        found.note(f"{who} is not listed on {zone}")
+        return 0
+    refused = [c for c in codes if c in bl.refusal_codes]
+    if refused:
+        meaning = REFUSAL_CODES.get(refused[0], "the list refused the query")
+        found.warn(f"{zone} answered {refused[0]} for {who}: {meaning}; listing unknown")
+        return 0
+    odd = [c for c in codes if ipaddress.ip_address(c) not in _LOOPBACK_NET]
+    if odd:
+        found.warn(
+            f"{zone} answered {', '.join(odd)} for {who}, not a 127.0.0.0/8 return code "
+            "(a resolver rewriting NXDOMAIN?); listing unknown"
+        )
+        return 0
+    if bl.listed_codes and not set(codes) & set(bl.listed_codes):
+        found.warn(f"{zone} answered {', '.join(codes)} for {who}: unknown return code")
+        return 0
+    phase.enter(f"TXT {query}")
+    found.fail(f"{who} is listed on {zone} ({', '.join(codes)}): {await _why(resolver, query)}")
+    return 1
 
 
 _LOOPBACK_NET = ipaddress.ip_network("127.0.0.0/8")

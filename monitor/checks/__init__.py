@@ -9,13 +9,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from exporters.result import Check, Kind
-from monitor.checks import smtp
+from monitor.checks import dns, smtp
 from monitor.config import Config
 
 Builder = Callable[[Config], list[Check]]
 
 BUILDERS: dict[Kind, Builder] = {
     Kind.SMTP: smtp.build,
+    Kind.DNS: dns.build,
 }
 
 

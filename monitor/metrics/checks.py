@@ -47,9 +47,12 @@ class ChecksCollector(Collector):
         last_run = GaugeMetricFamily(LAST_RUN, LAST_RUN_HELP, labels=CHECK_LABELS)
         runs = CounterMetricFamily(RUNS, RUNS_HELP, labels=[*CHECK_LABELS, "status"])
         facts = {
-            (f.kind, f.fact): GaugeMetricFamily(f.name, f.help, labels=["check", "target"])
+            (f.kind, f.fact): GaugeMetricFamily(
+                f.name, f.help, labels=["check", "target", *([f.state_label] if f.states else [])]
+            )
             for f in self._fact_metrics
         }
+        states = {(f.kind, f.fact): f.states for f in self._fact_metrics if f.states}
         for record in self._store.snapshot():
             labels = [record.kind, record.check, record.target]
             last = record.last
@@ -64,7 +67,14 @@ class ChecksCollector(Collector):
                 continue
             for name, value in last.facts.items():
                 family = facts.get((record.kind, name))
-                if family is not None and isinstance(value, int | float | bool):
+                if family is None:
+                    continue
+                if (record.kind, name) in states:
+                    for state in states[(record.kind, name)]:
+                        family.add_metric(
+                            [record.check, record.target, state], 1.0 if value == state else 0.0
+                        )
+                elif isinstance(value, int | float | bool):
                     family.add_metric([record.check, record.target], float(value))
         yield from (up, status, duration, last_run, runs)
         yield from facts.values()

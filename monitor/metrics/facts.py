@@ -13,3 +13,7 @@ class FactMetric:
     fact: str
     name: str
     help: str
+    states: tuple[str, ...] = ()
+    """For a text fact with a fixed set of values: one series per value, labelled
+    ``state_label``, 1 for the current value and 0 for the others (a StateSet)."""
+    state_label: str = "state"
