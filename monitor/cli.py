@@ -7,10 +7,10 @@ import sys
 from collections.abc import Sequence
 
 from monitor import __version__
-from monitor.commands import config_check, run
+from monitor.commands import config_check, run, serve
 from monitor.logsetup import setup_logging
 
-SUBCOMMANDS = (run, config_check)
+SUBCOMMANDS = (run, serve, config_check)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,104 @@
+"""The HTTP face of serve: ``/metrics``, ``/-/healthy``, ``/-/ready`` and ``/``.
+
+As in Prometheus' exporter-toolkit, basic auth (when configured) guards every path.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import ssl
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.registry import CollectorRegistry
+
+from monitor.results import ResultsStore
+from monitor.server.page import render_status_page
+from monitor.server.webauth import BasicAuth
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+REALM = "mailprobe"
+
+
+def build_app(
+    registry: CollectorRegistry,
+    store: ResultsStore,
+    auth: BasicAuth,
+    is_ready: Callable[[], bool],
+) -> web.Application:
+    @web.middleware
+    async def require_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if auth.enabled and not await auth.verify(request.headers.get("Authorization")):
+            return web.Response(
+                status=401,
+                text="Unauthorized\n",
+                headers={"WWW-Authenticate": f'Basic realm="{REALM}"'},
+            )
+        return await handler(request)
+
+    async def metrics(request: web.Request) -> web.Response:
+        body = generate_latest(registry)
+        headers = {"Content-Type": CONTENT_TYPE_LATEST}
+        if _accepts_gzip(request):
+            body = gzip.compress(body, compresslevel=6)
+            headers["Content-Encoding"] = "gzip"
+        return web.Response(body=body, headers=headers)
+
+    async def healthy(request: web.Request) -> web.Response:
+        return web.Response(text="mailprobe is healthy.\n")
+
+    async def ready(request: web.Request) -> web.Response:
+        if is_ready():
+            return web.Response(text="mailprobe is ready.\n")
+        return web.Response(status=503, text="mailprobe is not ready: checks still starting.\n")
+
+    async def index(request: web.Request) -> web.Response:
+        page = render_status_page(store.snapshot(), is_ready())
+        return web.Response(text=page, content_type="text/html", charset="utf-8")
+
+    app = web.Application(middlewares=[require_auth])
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/-/healthy", healthy)
+    app.router.add_get("/-/ready", ready)
+    app.router.add_get("/", index)
+    return app
+
+
+def _accepts_gzip(request: web.Request) -> bool:
+    """True if Accept-Encoding lists gzip with a non-zero quality."""
+    for part in request.headers.get("Accept-Encoding", "").split(","):
+        coding, *params = (piece.strip() for piece in part.split(";"))
+        if coding.lower() != "gzip":
+            continue
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    return float(value) > 0
+                except ValueError:
+                    return False
+        return True
+    return False
+
+
+class HttpServer:
+    """Owns the aiohttp runner and its one listening site."""
+
+    def __init__(self, app: web.Application) -> None:
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+
+    async def start(self, host: str, port: int, ssl_context: ssl.SSLContext | None) -> None:
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port, ssl_context=ssl_context, reuse_address=True)
+        try:
+            await site.start()
+        except OSError:
+            await self._runner.cleanup()
+            raise
+
+    async def stop(self) -> None:
+        await self._runner.cleanup()

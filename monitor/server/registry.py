@@ -1,0 +1,31 @@
+"""The private registry behind ``/metrics``: check metrics, build info, reloads.
+
+Nothing is registered on prometheus_client's global registry, so ``/metrics`` shows
+exactly mailprobe's families and no process or platform metrics of the library's own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from prometheus_client.registry import CollectorRegistry
+
+from monitor.metrics.checks import BuildInfoCollector, ChecksCollector
+from monitor.metrics.facts import FactMetric
+from monitor.results import ResultsStore
+from monitor.server.reload import ReloadStatus
+
+FACT_METRICS: tuple[FactMetric, ...] = ()
+"""Check facts exported as gauges; each source adds the entries its metrics module names."""
+
+
+def build_registry(
+    store: ResultsStore,
+    reloads: ReloadStatus,
+    fact_metrics: Sequence[FactMetric] = FACT_METRICS,
+) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(ChecksCollector(store, fact_metrics))
+    registry.register(BuildInfoCollector())
+    registry.register(reloads)
+    return registry
