@@ -73,6 +73,7 @@ async def _connect_socket(endpoint: SmtpEndpoint) -> socket.socket:
 async def probe_session(endpoint: SmtpEndpoint, phase: Phase) -> Outcome:
     """Run one session and return its phase timings as facts."""
     facts: dict[str, FactValue] = {}
+    tls_context = _tls_context(endpoint) if endpoint.tls != "none" else None
     phase.enter("connect")
     started = time.monotonic()
     sock = await _connect_socket(endpoint)
@@ -82,7 +83,7 @@ async def probe_session(endpoint: SmtpEndpoint, phase: Phase) -> Outcome:
         sock=sock,
         use_tls=endpoint.tls == "implicit",
         start_tls=False,
-        tls_context=_tls_context(endpoint) if endpoint.tls != "none" else None,
+        tls_context=tls_context,
         local_hostname=endpoint.ehlo_name,
         timeout=endpoint.step_timeout,
     )
@@ -116,8 +117,12 @@ async def probe_session(endpoint: SmtpEndpoint, phase: Phase) -> Outcome:
     except (ssl.SSLError, SMTPException) as exc:
         raise CheckFailure(_failure_reason(exc, endpoint, phase.current), facts) from None
     finally:
+        # The transport owns the socket now and closes it when it is done.  Closing it
+        # here too would free the fd number while a TLS transport, still waiting for the
+        # peer's close_notify, keeps it registered with the event loop: the next socket
+        # given that number fails ("File descriptor N is used by transport") and an HTTP
+        # request accepted on it in serve hangs.
         client.close()
-        sock.close()
     facts["total_seconds"] = time.monotonic() - started
     if expiry_warning:
         return Outcome.warn(expiry_warning, facts)

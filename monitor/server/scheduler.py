@@ -52,6 +52,7 @@ class CheckScheduler:
         self._last_status: dict[str, Status] = {}
         self._inflight: set[asyncio.Task[Any]] = set()
         self._hurry = asyncio.Event()
+        self._cancelling = False
 
     def start(self, checks: Iterable[Check]) -> None:
         self._scheduler.start()
@@ -94,6 +95,10 @@ class CheckScheduler:
             self._inflight.add(task)
         try:
             result = await run_check(check)
+        except asyncio.CancelledError:
+            if self._cancelling:
+                return  # stop() ended the grace period; not an error of the job
+            raise
         finally:
             if task is not None:
                 self._inflight.discard(task)
@@ -145,6 +150,7 @@ class CheckScheduler:
                 pending -= done
         finally:
             hurry.cancel()
+        self._cancelling = True
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)

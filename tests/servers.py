@@ -1,0 +1,288 @@
+"""Small real socket servers on loopback for faults no real mail server shows on demand.
+
+Each server runs its own event loop in a background thread, so it keeps answering
+while a test blocks (on a subprocess, ``time.sleep`` or a synchronous HTTP call) and
+works the same from sync and async tests.  Use them as context managers::
+
+    with SilentServer() as silent, SmtpServer(tls=TlsFiles.create(tmp_path)) as smtp:
+        ...  # point checks at ("127.0.0.1", silent.port) and smtp.port
+
+- :class:`SilentServer` accepts and never sends a byte (a hung banner).
+- :class:`ClosingServer` accepts and closes at once (a crashed daemon behind a proxy).
+- :class:`BannerServer` sends fixed bytes, then holds the connection (a refusing or
+  garbled banner).
+- :class:`SmtpServer` speaks just enough SMTP for a session check: banner, EHLO,
+  STARTTLS (with a trustme certificate), NOOP, RSET, QUIT; it counts sessions.
+
+:class:`ServeProcess` runs ``mailprobe serve`` as a subprocess on a free port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+import trustme
+
+LOOPBACK = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """A throwaway CA and a server certificate for ``names``, written as PEM files."""
+
+    ca_file: Path
+    cert_file: Path
+    key_file: Path
+    ca: trustme.CA
+    leaf: trustme.LeafCert
+
+    @classmethod
+    def create(cls, directory: Path, *names: str) -> TlsFiles:
+        ca = trustme.CA()
+        leaf = ca.issue_cert(*(names or ("localhost", LOOPBACK)))
+        directory.mkdir(parents=True, exist_ok=True)
+        ca_file, cert_file, key_file = (
+            directory / "ca.pem",
+            directory / "cert.pem",
+            directory / "key.pem",
+        )
+        ca.cert_pem.write_to_path(str(ca_file))
+        leaf.private_key_pem.write_to_path(str(key_file))
+        cert_file.write_bytes(b"".join(blob.bytes() for blob in leaf.cert_chain_pems))
+        return cls(ca_file, cert_file, key_file, ca, leaf)
+
+    def server_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self.leaf.configure_cert(context)
+        return context
+
+
+class LoopbackServer:
+    """A TCP server on 127.0.0.1 with a free port, run in its own thread and loop."""
+
+    def __init__(self) -> None:
+        self.port = 0
+        self.connections = 0
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._server: asyncio.Server | None = None
+        self._handlers: set[asyncio.Task[None]] = set()
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return (LOOPBACK, self.port)
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        raise NotImplementedError
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
+        try:
+            await self.handle(reader, writer)
+        except (ConnectionError, ssl.SSLError, asyncio.IncompleteReadError):
+            pass
+        except asyncio.CancelledError:
+            pass  # stop() cancels open sessions; asyncio would log a cancelled handler
+        finally:
+            self._handlers.discard(task)
+            writer.close()
+
+    async def _start(self) -> None:
+        self._server = await asyncio.start_server(self._handle, LOOPBACK, 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def _stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._handlers):
+            task.cancel()
+        await asyncio.gather(*self._handlers, return_exceptions=True)
+
+    def start(self) -> None:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(timeout=5)
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self._stop(), self._loop).result(timeout=5)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+        self._loop.close()
+
+    def __enter__(self) -> LoopbackServer:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class SilentServer(LoopbackServer):
+    """Accepts connections and never sends anything: the client waits for a banner."""
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # until the client gives up and closes
+
+
+class ClosingServer(LoopbackServer):
+    """Accepts a connection and closes it at once."""
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        return
+
+
+class BannerServer(LoopbackServer):
+    """Sends ``banner`` verbatim, then waits for the client to close."""
+
+    def __init__(self, banner: bytes) -> None:
+        super().__init__()
+        self.banner = banner
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(self.banner)
+        await writer.drain()
+        await reader.read()
+
+
+class SmtpServer(LoopbackServer):
+    """Just enough ESMTP for a session probe; STARTTLS is offered when ``tls`` is given."""
+
+    def __init__(self, tls: TlsFiles | None = None, hostname: str = "mx.test") -> None:
+        super().__init__()
+        self.tls = tls
+        self.hostname = hostname
+        self.sessions_completed = 0
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(f"220 {self.hostname} ESMTP test\r\n".encode())
+        await writer.drain()
+        secure = False
+        while line := await reader.readline():
+            verb = line.decode("ascii", "replace").strip().split(" ", 1)[0].upper()
+            if verb in ("EHLO", "HELO"):
+                offers = ["PIPELINING", "8BITMIME"]
+                if self.tls is not None and not secure:
+                    offers.append("STARTTLS")
+                lines = [self.hostname, *offers]
+                reply = "".join(
+                    f"250{' ' if i == len(lines) - 1 else '-'}{text}\r\n"
+                    for i, text in enumerate(lines)
+                )
+                writer.write(reply.encode())
+            elif verb == "STARTTLS" and self.tls is not None and not secure:
+                writer.write(b"220 2.0.0 Ready to start TLS\r\n")
+                await writer.drain()
+                await writer.start_tls(self.tls.server_context())
+                secure = True
+                continue
+            elif verb in ("NOOP", "RSET"):
+                writer.write(b"250 2.0.0 Ok\r\n")
+            elif verb == "QUIT":
+                writer.write(b"221 2.0.0 Bye\r\n")
+                await writer.drain()
+                self.sessions_completed += 1
+                return
+            else:
+                writer.write(b"502 5.5.2 Error: command not recognized\r\n")
+            await writer.drain()
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class ServeProcess:
+    """``python -m monitor serve`` as a real subprocess on a free loopback port.
+
+    stderr goes to a file (a pipe could fill up and stall the server); read it with
+    :meth:`log`.
+    """
+
+    def __init__(self, config: Path, *extra_args: str, grace: float = 5.0) -> None:
+        self.config = config
+        self.port = free_port()
+        self.listen = f"{LOOPBACK}:{self.port}"
+        self._stderr_path = config.with_suffix(".stderr.log")
+        self._args = [
+            sys.executable,
+            "-m",
+            "monitor",
+            "serve",
+            "--config",
+            str(config),
+            "--listen",
+            self.listen,
+            "--grace",
+            f"{grace:g}",
+            *extra_args,
+        ]
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> ServeProcess:
+        with self._stderr_path.open("wb") as stderr:
+            self.process = subprocess.Popen(
+                self._args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr
+            )
+        return self
+
+    def log(self) -> str:
+        return self._stderr_path.read_text(encoding="utf-8", errors="replace")
+
+    def wait_listening(self, timeout: float = 10.0) -> None:
+        """Wait until the port accepts connections; fail with the log if the process died."""
+        assert self.process is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"serve exited {self.process.returncode}:\n{self.log()}")
+            try:
+                socket.create_connection((LOOPBACK, self.port), timeout=0.5).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise AssertionError(f"serve did not listen within {timeout} s:\n{self.log()}")
+
+    def signal(self, sig: int) -> None:
+        assert self.process is not None
+        self.process.send_signal(sig)
+
+    def wait(self, timeout: float) -> int:
+        assert self.process is not None
+        return self.process.wait(timeout=timeout)
+
+    def stop(self) -> None:
+        """Kill a process a test left running (the tests themselves send SIGTERM)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=5)
+
+    def __enter__(self) -> ServeProcess:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

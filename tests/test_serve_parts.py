@@ -1,0 +1,321 @@
+"""serve's parts in one process: scheduler, web auth, TLS settings, status page, extensions."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import random
+import ssl
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+import bcrypt
+import httpx
+import pytest
+import trustme
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import CollectorRegistry
+
+from exporters.result import Check, CheckResult, Kind, Outcome, Phase, Status
+from monitor.config import Config
+from monitor.config.web import TlsServerConfig
+from monitor.results import CheckRecord, ResultsStore
+from monitor.server.extensions import Extension, ExtensionHost, ExtensionSpec
+from monitor.server.http import HttpServer, build_app
+from monitor.server.page import render_status_page
+from monitor.server.scheduler import CheckScheduler
+from monitor.server.tls import TlsSetupError, server_context
+from monitor.server.webauth import BasicAuth, parse_basic
+from tests.servers import LOOPBACK, TlsFiles, free_port
+
+
+def make_check(name: str, run: object, interval: float = 0.2, timeout: float = 5.0) -> Check:
+    return Check(Kind.SMTP, "probe", name, run, interval, timeout)  # type: ignore[arg-type]
+
+
+def started(store: ResultsStore, checks: list[Check]) -> CheckScheduler:
+    store.register(checks)
+    scheduler = CheckScheduler(store, start_spread=0.05, rng=random.Random(1))
+    scheduler.start(checks)
+    return scheduler
+
+
+def record(store: ResultsStore, target: str) -> CheckRecord:
+    return next(r for r in store.snapshot() if r.target == target)
+
+
+async def wait_for(condition: object, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+# --- scheduler -------------------------------------------------------------------------
+
+
+async def test_a_raising_check_is_error_and_does_not_stop_the_others() -> None:
+    async def boom(phase: Phase) -> Outcome:
+        raise RuntimeError("boom")
+
+    async def fine(phase: Phase) -> Outcome:
+        return Outcome.ok()
+
+    store = ResultsStore()
+    scheduler = started(store, [make_check("boom", boom), make_check("fine", fine)])
+    await wait_for(
+        lambda: (
+            record(store, "boom").runs[Status.ERROR] >= 3
+            and record(store, "fine").runs[Status.OK] >= 3
+        ),
+        5,
+    )
+    await scheduler.stop(grace=1)
+    last = record(store, "boom").last
+    assert last is not None and last.reason == "check crashed: RuntimeError: boom"
+
+
+async def test_a_check_never_runs_twice_at_once() -> None:
+    running = 0
+    most = 0
+
+    async def slow(phase: Phase) -> Outcome:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        await asyncio.sleep(0.5)
+        running -= 1
+        return Outcome.ok()
+
+    store = ResultsStore()
+    scheduler = started(store, [make_check("slow", slow, interval=0.1)])
+    await wait_for(lambda: record(store, "slow").runs[Status.OK] >= 2, 5)
+    await scheduler.stop(grace=1)
+    assert most == 1
+
+
+async def test_stop_lets_a_run_in_flight_finish_within_the_grace_period() -> None:
+    async def short(phase: Phase) -> Outcome:
+        await asyncio.sleep(0.4)
+        return Outcome.ok()
+
+    store = ResultsStore()
+    scheduler = started(store, [make_check("short", short, interval=30)])
+    await wait_for(lambda: scheduler.in_flight == 1, 2)
+    assert await scheduler.stop(grace=5) == 0
+    assert record(store, "short").runs[Status.OK] == 1
+
+
+async def test_stop_cancels_what_outlives_the_grace_period() -> None:
+    async def endless(phase: Phase) -> Outcome:
+        await asyncio.sleep(60)
+        return Outcome.ok()
+
+    store = ResultsStore()
+    scheduler = started(store, [make_check("endless", endless, interval=30, timeout=60)])
+    await wait_for(lambda: scheduler.in_flight == 1, 2)
+    begun = time.monotonic()
+    assert await scheduler.stop(grace=0.3) == 1
+    assert time.monotonic() - begun < 2
+    assert record(store, "endless").last is None
+
+
+async def test_replace_adds_and_removes_checks() -> None:
+    async def fine(phase: Phase) -> Outcome:
+        return Outcome.ok()
+
+    store = ResultsStore()
+    scheduler = started(store, [make_check("old", fine)])
+    await wait_for(lambda: record(store, "old").runs[Status.OK] >= 1, 3)
+    new = [make_check("new", fine)]
+    store.register(new)
+    scheduler.replace(new)
+    await wait_for(lambda: record(store, "new").runs[Status.OK] >= 2, 3)
+    await scheduler.stop(grace=1)
+    assert [r.target for r in store.snapshot()] == ["new"]
+
+
+# --- basic auth ------------------------------------------------------------------------
+
+
+def basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        None,
+        "",
+        "Bearer abc",
+        "Basic",
+        "Basic !!!notbase64",
+        "Basic " + base64.b64encode(b"nocolon").decode(),
+    ],
+)
+def test_malformed_authorization_headers_are_refused(header: str | None) -> None:
+    assert parse_basic(header) is None
+
+
+def test_a_colon_in_the_password_is_kept() -> None:
+    assert parse_basic(basic("u", "a:b")) == ("u", "a:b")
+
+
+async def test_basic_auth_accepts_only_the_right_password() -> None:
+    auth = BasicAuth({"prom": bcrypt.hashpw(b"pw", bcrypt.gensalt(rounds=4)).decode()})
+    assert await auth.verify(basic("prom", "pw"))
+    assert not await auth.verify(basic("prom", "wrong"))
+    assert not await auth.verify(basic("other", "pw"))
+    assert not await auth.verify(basic("prom", "x" * 100))  # beyond bcrypt's 72 bytes
+
+
+async def test_a_verified_password_skips_bcrypt_next_time() -> None:
+    auth = BasicAuth({"prom": bcrypt.hashpw(b"pw", bcrypt.gensalt(rounds=12)).decode()})
+    begun = time.monotonic()
+    assert await auth.verify(basic("prom", "pw"))
+    first = time.monotonic() - begun
+    begun = time.monotonic()
+    for _ in range(20):
+        assert await auth.verify(basic("prom", "pw"))
+    twenty_more = time.monotonic() - begun
+    assert twenty_more < first
+
+
+async def test_a_replaced_hash_invalidates_the_cached_password() -> None:
+    auth = BasicAuth({"prom": bcrypt.hashpw(b"old", bcrypt.gensalt(rounds=4)).decode()})
+    assert await auth.verify(basic("prom", "old"))
+    auth.replace_users({"prom": bcrypt.hashpw(b"new", bcrypt.gensalt(rounds=4)).decode()})
+    assert not await auth.verify(basic("prom", "old"))
+    assert await auth.verify(basic("prom", "new"))
+
+
+# --- TLS settings ----------------------------------------------------------------------
+
+
+def test_tls_settings_that_cannot_work_are_refused(tmp_path: Path) -> None:
+    files = TlsFiles.create(tmp_path)
+    base = {"cert_file": files.cert_file, "key_file": files.key_file}
+    bad = [
+        ({"client_auth_type": "RequireAnyClientCert"}, "not supported"),
+        ({"client_ca_file": files.ca_file}, "NoClientCert"),
+        ({"client_auth_type": "RequireAndVerifyClientCert"}, "needs client_ca_file"),
+        ({"key_file": files.ca_file}, "cannot load cert_file"),
+    ]
+    for extra, reason in bad:
+        with pytest.raises(TlsSetupError, match=reason):
+            server_context(TlsServerConfig.model_validate({**base, **extra}))
+
+
+async def test_client_certificates_are_required_and_verified(tmp_path: Path) -> None:
+    server_files = TlsFiles.create(tmp_path / "server", LOOPBACK)
+    client_ca = trustme.CA()
+    client_ca_file = tmp_path / "client-ca.pem"
+    client_ca.cert_pem.write_to_path(str(client_ca_file))
+    settings = TlsServerConfig(
+        cert_file=server_files.cert_file,
+        key_file=server_files.key_file,
+        client_ca_file=client_ca_file,
+        client_auth_type="RequireAndVerifyClientCert",
+    )
+    store = ResultsStore()
+    registry = CollectorRegistry()
+    server = HttpServer(build_app(registry, store, BasicAuth({}), lambda: True))
+    port = free_port()
+    await server.start(LOOPBACK, port, server_context(settings))
+    try:
+        with_cert = ssl.create_default_context(cafile=str(server_files.ca_file))
+        client_ca.issue_cert("scraper.test").configure_cert(with_cert)
+        async with httpx.AsyncClient(verify=with_cert, timeout=5) as client:
+            response = await client.get(f"https://{LOOPBACK}:{port}/-/healthy")
+            assert response.status_code == 200
+        without = ssl.create_default_context(cafile=str(server_files.ca_file))
+        async with httpx.AsyncClient(verify=without, timeout=5) as client:
+            with pytest.raises(httpx.TransportError):
+                await client.get(f"https://{LOOPBACK}:{port}/-/healthy")
+    finally:
+        await server.stop()
+
+
+# --- status page -----------------------------------------------------------------------
+
+
+def test_the_status_page_escapes_what_servers_say() -> None:
+    evil = '<script>alert("x")</script> & more'
+    result = CheckResult(
+        kind=Kind.SMTP,
+        check="session",
+        target="mx1",
+        status=Status.FAIL,
+        reason=evil,
+        duration_seconds=0.25,
+        finished_at=time.time(),
+    )
+    never = CheckRecord("dns", "records", "example.org", None, dict.fromkeys(Status, 0))
+    ran = CheckRecord("smtp", "session", "mx1", result, dict.fromkeys(Status, 1))
+    page = render_status_page([ran, never], ready=False)
+    assert "<script>" not in page
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; more" in page
+    assert '<tr class="fail">' in page and '<tr class="pending">' in page
+    assert "not run yet" in page and "starting" in page
+
+
+# --- extensions ------------------------------------------------------------------------
+
+
+class Ticker:
+    """A real background service: a task that counts ticks until stopped."""
+
+    name = "ticker"
+
+    def __init__(self) -> None:
+        self.ticks = 0
+        self.stopped = False
+        self._task: asyncio.Task[None] | None = None
+
+    async def _tick(self) -> None:
+        while True:
+            self.ticks += 1
+            await asyncio.sleep(0.01)
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._tick())
+
+    async def stop(self) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+        self.stopped = True
+
+
+class TickCollector:
+    def __init__(self, ticker: Ticker) -> None:
+        self._ticker = ticker
+
+    def collect(self) -> Iterable[Metric]:
+        yield GaugeMetricFamily("test_ticks", "Ticks so far.", value=self._ticker.ticks)
+
+
+async def test_extensions_start_reload_only_when_their_settings_change_and_stop() -> None:
+    built: list[Ticker] = []
+
+    def build(config: Config) -> Extension:
+        ticker = Ticker()
+        built.append(ticker)
+        return Extension(services=[ticker], collectors=[TickCollector(ticker)])
+
+    registry = CollectorRegistry()
+    host = ExtensionHost(registry, [ExtensionSpec("ticks", lambda c: c.logs, build)])
+    await host.start(Config())
+    await asyncio.sleep(0.05)
+    assert (registry.get_sample_value("test_ticks") or 0) > 0
+
+    await host.reload(Config.model_validate({"smtp": {"targets": []}}))
+    assert len(built) == 1 and not built[0].stopped
+
+    await host.reload(Config.model_validate({"logs": {"domains": ["example.org"]}}))
+    assert len(built) == 2 and built[0].stopped and not built[1].stopped
+
+    await host.stop()
+    assert built[1].stopped
+    assert registry.get_sample_value("test_ticks") is None
