@@ -24,6 +24,8 @@ from monitor.results import CheckRecord, ResultsStore
 from monitor.server.extensions import Extension, ExtensionHost, ExtensionSpec
 from monitor.server.http import HttpServer, build_app
 from monitor.server.page import render_status_page
+from monitor.server.registry import build_registry
+from monitor.server.reload import ReloadStatus
 from monitor.server.scheduler import CheckScheduler
 from monitor.server.tls import TlsSetupError, server_context
 from monitor.server.webauth import BasicAuth, parse_basic
@@ -319,3 +321,34 @@ async def test_extensions_start_reload_only_when_their_settings_change_and_stop(
     await host.stop()
     assert built[1].stopped
     assert registry.get_sample_value("test_ticks") is None
+
+
+# --- registry --------------------------------------------------------------------------
+
+
+def test_the_registry_exports_dns_facts() -> None:
+    store = ResultsStore()
+
+    async def unused(phase: Phase) -> Outcome:
+        return Outcome.ok()
+
+    check = Check(Kind.DNS, "dnssec", "example.org", unused, 60, 5)
+    store.register([check])
+    store.record(
+        CheckResult(
+            kind=Kind.DNS,
+            check="dnssec",
+            target="example.org",
+            status=Status.OK,
+            reason="",
+            duration_seconds=0.1,
+            finished_at=time.time(),
+            facts={"dnssec_state": "secure"},
+        )
+    )
+    registry = build_registry(store, ReloadStatus())
+    value = registry.get_sample_value(
+        "mailprobe_dns_dnssec_state",
+        {"check": "dnssec", "target": "example.org", "state": "secure"},
+    )
+    assert value == 1.0

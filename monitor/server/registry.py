@@ -10,13 +10,14 @@ from collections.abc import Sequence
 
 from prometheus_client.registry import CollectorRegistry
 
+from monitor.metrics import dns
 from monitor.metrics.checks import BuildInfoCollector, ChecksCollector
 from monitor.metrics.facts import FactMetric
 from monitor.results import ResultsStore
 from monitor.server.reload import ReloadStatus
 
-FACT_METRICS: tuple[FactMetric, ...] = ()
-"""Check facts exported as gauges; each source adds the entries its metrics module names."""
+FACT_METRICS: tuple[FactMetric, ...] = (*dns.FACT_METRICS,)
+"""Check facts exported as gauges: each source's metrics module names its own entries."""
 
 
 def build_registry(
