@@ -1,0 +1,3 @@
+from monitor.lab.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,185 @@
+"""The lab's acceptance, proved with real clients (swaks, smtplib, imaplib, kdig,
+posttls-finger, openssl, dkimpy) rather than with mailprobe's own checks."""
+
+from __future__ import annotations
+
+import email.message
+import hashlib
+import re
+import smtplib
+import socket
+import ssl
+import subprocess
+
+import dkim
+import dns.flags
+import dns.rdatatype
+import dns.resolver
+import pytest
+
+from monitor.lab import Lab
+from tests.lab_fixture import swaks, tls_context, unique, wait_for_message
+
+
+def lab_resolver(lab: Lab) -> dns.resolver.Resolver:
+    resolver = dns.resolver.Resolver(configure=False)
+    resolver.nameservers = [lab.resolver]
+    resolver.lifetime = 5
+    resolver.flags = dns.flags.RD | dns.flags.AD  # ask for the AD bit in answers
+    return resolver
+
+
+def dkim_verifies(lab: Lab, message: email.message.EmailMessage) -> bool:
+    """dkimpy verification with the key looked up through the lab's resolver."""
+    resolver = lab_resolver(lab)
+
+    def dnsfunc(name: bytes, timeout: int = 5) -> bytes:
+        answer = resolver.resolve(name.decode().rstrip("."), "TXT")
+        return b"".join(b"".join(r.strings) for r in answer)
+
+    return bool(dkim.verify(message.as_bytes(), dnsfunc=dnsfunc))
+
+
+def world_results(lab: Lab, message: email.message.EmailMessage) -> str:
+    """All Authentication-Results the world's MX added, joined."""
+    world = lab.hosts["world"].name
+    found = [
+        str(v) for v in message.get_all("Authentication-Results", []) if str(v).startswith(world)
+    ]
+    return " ".join(found)
+
+
+def assert_authenticated(lab: Lab, message: email.message.EmailMessage) -> None:
+    results = world_results(lab, message)
+    for method in ("spf", "dkim", "dmarc"):
+        assert f"{method}=pass" in results, results
+    signature = str(message["DKIM-Signature"])
+    assert re.search(rf"\bd={re.escape(lab.domain)};", signature), signature
+    assert dkim_verifies(lab, message)
+
+
+def test_forward_via_mx_alias_arrives_rewritten_signed_and_authenticated(lab: Lab) -> None:
+    subject = unique("forward")
+    sent = swaks(
+        "-s", lab.hosts["mx"].address, "--local-interface", lab.hosts["client"].address,
+        "-f", f"dave@{lab.world}", "-t", f"forward@{lab.domain}",
+        "--h-From", f"alice@{lab.domain}", "--h-Subject", subject,
+    )  # fmt: skip
+    assert sent.returncode == 0, sent.stdout + sent.stderr
+    message = wait_for_message(lab, subject)
+    return_path = str(message["Return-Path"])
+    assert re.fullmatch(rf"<SRS0=[^@]+@{re.escape(lab.domain)}>", return_path), return_path
+    assert_authenticated(lab, message)
+
+
+def _submit(lab: Lab, port: int, subject: str) -> None:
+    creds = lab.credentials("alice")
+    host = lab.hosts["submit"]
+    context = tls_context(lab)
+    body = f"From: {creds.username}\r\nTo: canary@{lab.world}\r\nSubject: {subject}\r\n\r\nhi\r\n"
+    if port == 465:
+        with socket.create_connection((host.address, port), 10) as raw:
+            sock = context.wrap_socket(raw, server_hostname=host.name)
+            client = smtplib.SMTP(timeout=10)
+            client.sock = sock
+            client.file = None
+            code, _ = client.getreply()
+            assert code == 220
+            client.ehlo("client.test")
+            client.login(creds.username, creds.password())
+            client.sendmail(creds.username, [f"canary@{lab.world}"], body)
+            client.quit()
+        return
+    with smtplib.SMTP(host.address, port, timeout=10) as client:
+        client.ehlo("client.test")
+        assert "auth" not in client.esmtp_features, "AUTH offered before STARTTLS"
+        client._host = host.name  # name checked against the certificate
+        client.starttls(context=context)
+        client.ehlo("client.test")
+        assert "auth" in client.esmtp_features
+        client.login(creds.username, creds.password())
+        client.sendmail(creds.username, [f"canary@{lab.world}"], body)
+
+
+@pytest.mark.parametrize("port", [587, 465])
+def test_authenticated_submission_arrives_signed_and_authenticated(lab: Lab, port: int) -> None:
+    subject = unique(f"submit{port}")
+    _submit(lab, port, subject)
+    message = wait_for_message(lab, subject)
+    assert str(message["Return-Path"]) == f"<alice@{lab.domain}>"
+    assert_authenticated(lab, message)
+
+
+def test_no_auth_before_starttls_on_587_by_swaks(lab: Lab) -> None:
+    plain = swaks("-s", lab.hosts["submit"].address, "-p", "587", "--quit-after", "EHLO")
+    assert "250-STARTTLS" in plain.stdout and "AUTH" not in plain.stdout, plain.stdout
+    tls = swaks(
+        "-s", lab.hosts["submit"].address, "-p", "587", "-tls", "--quit-after", "EHLO"
+    )  # fmt: skip
+    assert re.search(r"250[ -]AUTH PLAIN LOGIN", tls.stdout), tls.stdout
+
+
+@pytest.mark.parametrize("host", ["mx", "srs"])
+def test_posttls_finger_reports_verified_dane(lab: Lab, host: str) -> None:
+    name = lab.hosts[host].name
+    done = subprocess.run(
+        lab.ns_command(
+            ["posttls-finger", "-t5", "-T10", "-c", "-l", "dane-only", "-L", "summary",
+             f"[{name}]:25"]
+        ),
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    output = done.stdout + done.stderr
+    assert f"Verified TLS connection established to {name}" in output, output
+
+
+def _openssl_spki_sha256(cert: str) -> str:
+    pubkey = subprocess.run(
+        ["openssl", "x509", "-noout", "-pubkey"], input=cert, capture_output=True, text=True,
+        check=True, timeout=10,
+    ).stdout  # fmt: skip
+    der = subprocess.run(
+        ["openssl", "pkey", "-pubin", "-outform", "DER"], input=pubkey.encode(),
+        capture_output=True, check=True, timeout=10,
+    ).stdout  # fmt: skip
+    return hashlib.sha256(der).hexdigest()
+
+
+@pytest.mark.parametrize(
+    ("host", "port"), [("mx", 25), ("srs", 25), ("submit", 465), ("submit", 587)]
+)
+def test_kdig_shows_ad_on_tlsa_that_matches_the_served_key(lab: Lab, host: str, port: int) -> None:
+    name = f"_{port}._tcp.{lab.hosts[host].name}"
+    done = subprocess.run(
+        ["kdig", f"@{lab.resolver}", "+dnssec", "+tcp", "+timeout=3", "+retry=0", name, "TLSA"],
+        capture_output=True, text=True, timeout=15,
+    )  # fmt: skip
+    assert re.search(r";; Flags: .*\bad\b", done.stdout), done.stdout
+    served = (
+        ssl.get_server_certificate((lab.hosts[host].address, port), ca_certs=None)
+        if port == 465
+        else _starttls_cert(lab.hosts[host].address, port)
+    )
+    digest = _openssl_spki_sha256(served)
+    assert re.search(rf"TLSA\s+3 1 1 {digest}", done.stdout, re.IGNORECASE), done.stdout
+
+
+def _starttls_cert(address: str, port: int) -> str:
+    done = subprocess.run(
+        ["openssl", "s_client", "-connect", f"{address}:{port}", "-starttls", "smtp"],
+        input="", capture_output=True, text=True, timeout=15,
+    )  # fmt: skip
+    match = re.search(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", done.stdout, re.S)
+    assert match, done.stdout + done.stderr
+    return match.group(0) + "\n"
+
+
+def test_every_ptr_is_forward_confirmed(lab: Lab) -> None:
+    resolver = lab_resolver(lab)
+    for host in lab.hosts.values():
+        ptr = resolver.resolve_address(host.address)
+        assert ptr.response.flags & dns.flags.AD, host
+        names = [str(r.target).rstrip(".") for r in ptr]
+        assert names == [host.name]
+        forward = resolver.resolve(host.name, "A")
+        assert [r.address for r in forward] == [host.address]
