@@ -8,9 +8,10 @@ from collections.abc import Sequence
 
 from monitor import __version__
 from monitor.commands import config_check, run, serve
+from monitor.lab import cli as lab
 from monitor.logsetup import setup_logging
 
-SUBCOMMANDS = (run, serve, config_check)
+SUBCOMMANDS = (run, serve, config_check, lab)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -5,13 +5,16 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from monitor.lab import faults as F
 from monitor.lab.lab import Lab, LabError
+from monitor.lab.mailconfig import config_yaml
 
 DIR_ENV = "MAILPROBE_LAB_DIR"
+EXIT_CANNOT_RUN = 3
 
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
@@ -40,19 +43,38 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                     "or $MAILPROBE_LAB_NET)")  # fmt: skip
     up.add_argument("--domain", help="the fleet's domain (default example.test)")
     up.add_argument("--world", help="the outside world's domain (default world.test)")
-    up.set_defaults(func=_up)
-    command("down", "stop every lab process and remove its addresses").set_defaults(func=_down)
-    command("status", "each service, its address, up or down").set_defaults(func=_status)
-    command("config", "print a mailprobe config that watches the lab").set_defaults(func=_config)
-    command("faults", "list the named faults").set_defaults(func=_faults)
-    for verb, func, text in (
-        ("break", "_break", "break one named fault"),
-        ("heal", "_heal", "undo one named fault"),
+    up.set_defaults(func=_guarded(_up))
+    down = command("down", "stop every lab process and remove its addresses")
+    down.set_defaults(func=_guarded(_down))
+    status = command("status", "each service, its address, up or down; exit 0 if all up")
+    status.set_defaults(func=_guarded(_status))
+    config = command("config", "print a mailprobe config that watches the lab")
+    config.set_defaults(func=_guarded(_config))
+    command("faults", "list the named faults").set_defaults(func=_guarded(_faults))
+    for verb, handler, text in (
+        ("break", _break, "break one named fault"),
+        ("heal", _heal, "undo one named fault"),
     ):
         parser = command(verb, text)
         parser.add_argument("fault", help="fault name (see `lab faults`)")
-        parser.set_defaults(func=globals()[func])
+        parser.set_defaults(func=_guarded(handler))
     return lab
+
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _guarded(handler: Handler) -> Handler:
+    """Lab errors become one line on stderr and exit code 3 (cannot run)."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return handler(args)
+        except LabError as exc:
+            print(f"mailprobe lab: {exc}", file=sys.stderr)
+            return EXIT_CANNOT_RUN
+
+    return run
 
 
 def _lab(args: argparse.Namespace) -> Lab:
@@ -104,9 +126,11 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _config(args: argparse.Namespace) -> int:
-    from monitor.lab.mailconfig import config_yaml
-
-    sys.stdout.write(config_yaml(_lab(args)))
+    lab = _lab(args)
+    state = lab.state()
+    if state is None or not state.running:
+        raise LabError(f"no lab running in {lab.dir}; the config names its files")
+    sys.stdout.write(config_yaml(lab))
     return 0
 
 
@@ -129,18 +153,10 @@ def _heal(args: argparse.Namespace) -> int:
     return 0
 
 
-def run(args: argparse.Namespace) -> int:
-    """Call the chosen command; lab errors become a message and exit code 3."""
-    try:
-        code: int = args.func(args)
-    except LabError as exc:
-        print(f"mailprobe lab: {exc}", file=sys.stderr)
-        return 3
-    return code
-
-
 def main(argv: list[str] | None = None) -> int:
+    """``python -m monitor.lab ARGS`` is ``mailprobe lab ARGS``."""
     parser = argparse.ArgumentParser(prog="mailprobe")
     register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["lab", *(sys.argv[1:] if argv is None else argv)])
-    return run(args)
+    code: int = args.func(args)
+    return code

@@ -14,8 +14,9 @@ import shutil
 import subprocess
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import dns.message
 import dns.query
@@ -288,16 +289,21 @@ class Lab:
         hashes = {u: ssha256(ensure_secret_file(lay.password_file(u))) for u in USERS}
         ensure_secret_file(lay.srs_secret, 32)
         ca_cert, ca_key = pki.ensure_ca(lay.pki)
+
+        def cert(stem: str, host: str, **kw: Any) -> pki.CertSpec:
+            return pki.CertSpec(stem, (h[host].name,), stem, addresses=(h[host].address,), **kw)
+
         specs = [
-            pki.CertSpec("mx", (h["mx"].name,), "mx"),
-            pki.CertSpec("mx-expired", (h["mx"].name,), "mx", expired=True),
-            pki.CertSpec("srs", (h["srs"].name,), "srs"),
-            pki.CertSpec("srs-rotated", (h["srs"].name,), "srs-rotated"),
-            pki.CertSpec("submit", (h["submit"].name,), "submit"),
+            cert("mx", "mx"),
+            replace(cert("mx-expired", "mx", expired=True), key_stem="mx"),
+            cert("srs", "srs"),
+            cert("srs-rotated", "srs"),
+            cert("submit", "submit"),
+            # Wrong name and no IP SAN: no client can match it to the submission host.
             pki.CertSpec("submit-wrongname", (f"mail.{self.world}",), "submit"),
-            pki.CertSpec("world", (h["world"].name,), "world"),
-            pki.CertSpec("imap", (h["imap"].name,), "imap"),
-            pki.CertSpec("mtasts", (h["mtasts"].name,), "mtasts"),
+            cert("world", "world"),
+            cert("imap", "imap"),
+            cert("mtasts", "mtasts"),
         ]
         for spec in specs:
             pki.issue(lay.pki, spec, ca_cert, ca_key)

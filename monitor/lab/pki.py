@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,8 @@ class CertSpec:
     names: tuple[str, ...]
     key_stem: str
     expired: bool = False
+    addresses: tuple[str, ...] = ()
+    """IP SANs, so a client given the address (not the lab name) can verify too."""
 
 
 def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
@@ -126,7 +129,7 @@ def issue(
         .serial_number(x509.random_serial_number())
         .not_valid_before(not_before)
         .not_valid_after(not_after)
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in spec.names]), False)
+        .add_extension(x509.SubjectAlternativeName(_sans(spec)), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(
@@ -137,6 +140,12 @@ def issue(
     pem = cert.public_bytes(serialization.Encoding.PEM)
     crt_path.write_bytes(pem)
     chain_path.write_bytes(pem + ca_cert.public_bytes(serialization.Encoding.PEM))
+
+
+def _sans(spec: CertSpec) -> list[x509.GeneralName]:
+    sans: list[x509.GeneralName] = [x509.DNSName(n) for n in spec.names]
+    sans += [x509.IPAddress(ipaddress.ip_address(a)) for a in spec.addresses]
+    return sans
 
 
 def tlsa_311(cert_path: Path) -> str:

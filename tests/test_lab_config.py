@@ -1,0 +1,45 @@
+"""`mailprobe lab config` prints a config the config model accepts, watching the lab."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from monitor.config import parse_config
+from monitor.lab import Lab
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_lab_config_validates_and_points_at_the_lab(lab: Lab) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "monitor", "lab", "config", "--dir", str(lab.dir)],
+        capture_output=True, text=True, timeout=60, cwd=ROOT,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    config = parse_config(done.stdout, "lab config")
+    assert [r.address for r in config.dns.resolvers] == [lab.resolver]
+    assert {d.name for d in config.dns.domains} == {lab.domain, lab.world}
+    assert config.smtp.ca_file == lab.ca_file
+    ports = {(t.host, t.port, t.tls) for t in config.smtp.targets}
+    submit = lab.hosts["submit"].address
+    assert {(submit, 587, "starttls"), (submit, 465, "implicit")} <= ports
+    assert {t.server_name for t in config.smtp.targets} >= {lab.hosts["mx"].name}
+    assert {r.name for r in config.canary.routes} == {"inbound-forward", "outbound-submission"}
+    assert config.canary.mailbox is not None
+    assert config.canary.mailbox.password_file == lab.credentials("canary").password_file
+    assert config.dmarc.mailbox is not None and config.dmarc.domains == [lab.domain]
+    assert {s.path for s in config.logs.sources} == {
+        lab.maillog(i) for i in ("mx", "srs", "submission", "world")
+    }
+    for user in ("alice", "canary", "dmarc"):
+        assert lab.credentials(user).password() not in done.stdout
+
+
+def test_lab_config_without_a_lab_is_a_clear_error(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "monitor", "lab", "config", "--dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=60, cwd=ROOT,
+    )  # fmt: skip
+    assert done.returncode == 3 and "no lab running" in done.stderr
