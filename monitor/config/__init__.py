@@ -21,7 +21,7 @@ from monitor.config.smtp import SmtpSection
 from monitor.config.web import WebConfig
 
 DEFAULT_CONFIG_PATH = Path("/etc/mailprobe/mailprobe.yml")
-# 9974 is reserved for mailprobe in the Prometheus default port allocations list.
+# 9974: picked from the Prometheus default-port range; not verified as unallocated (docs/serve.md).
 DEFAULT_PORT = 9974
 DEFAULT_LISTEN = f"127.0.0.1:{DEFAULT_PORT}"
 
