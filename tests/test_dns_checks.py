@@ -237,6 +237,29 @@ async def test_dkim_key_differs_from_signer(tmp_path: Path) -> None:
     assert f"differs from the signer's key {tmp_path / 'lab.private'}" in outcome.reason
 
 
+async def test_dkim_follows_the_signers_opendkim_conf(tmp_path: Path) -> None:
+    """A signer switched to another key file is caught through its config."""
+    published_key, published = rsa_key(2048)
+    other_key, _ = rsa_key(2048)
+    write_pem(published_key, tmp_path / "lab.private")
+    write_pem(other_key, tmp_path / "rogue.private")
+    conf = tmp_path / "opendkim.conf"
+    settings = DkimSettings(D, "lab", signer_config_file=conf)
+    zone = dkim_zone(f"v=DKIM1; k=rsa; p={published}")
+    conf.write_text(f"Domain {D}\nSelector lab\nKeyFile {tmp_path / 'lab.private'}\n")
+    assert (await run(check_dkim, settings, zone)).status is Status.OK
+    conf.write_text(f"Domain {D}\nSelector lab\nKeyFile {tmp_path / 'rogue.private'}\n")
+    outcome = await run(check_dkim, settings, zone)
+    assert outcome.status is Status.FAIL
+    assert f"differs from the signer's key {tmp_path / 'rogue.private'} (named in {conf})" in (
+        outcome.reason
+    )
+    table = tmp_path / "KeyTable"
+    table.write_text(f"lab._domainkey.{D} {D}:lab:{tmp_path / 'lab.private'}\n")
+    conf.write_text(f"KeyTable refile:{table}\n")
+    assert (await run(check_dkim, settings, zone)).status is Status.OK
+
+
 async def test_dkim_missing_revoked_testing_weak() -> None:
     outcome = await run(check_dkim, DkimSettings(D, "lab"), fleet())
     assert outcome.reason == "no DKIM key at lab._domainkey.example.test (the name does not exist)"

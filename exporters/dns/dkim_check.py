@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 from exporters.dns.findings import Findings, name_text, parse_tags, txt_records
+from exporters.dns.opendkim_conf import SignerConfigError, signing_key_path
 from exporters.dns.resolver import DnsError, StubResolver
 from exporters.result import CheckCannotRun, Outcome, Phase
 
@@ -27,6 +28,8 @@ class DkimSettings:
     selector: str
     signer_key_file: Path | None = None
     """The signer's private key (PEM, or a bare base64 Ed25519 seed as dkimpy writes)."""
+    signer_config_file: Path | None = None
+    """opendkim.conf: the key is the one it names for this domain and selector."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,16 +90,29 @@ async def check_dkim(resolver: StubResolver, settings: DkimSettings, phase: Phas
         )
     elif key.kind == "rsa" and key.bits < RSA_WARN_BITS:
         found.warn(f"DKIM key {owner} is RSA {key.bits} bits; use {RSA_WARN_BITS} or more")
-    if settings.signer_key_file is not None:
-        phase.enter(f"signer key {settings.signer_key_file}")
-        signer = load_signer_public_key(settings.signer_key_file)
+    key_file, source = _signer_key_file(settings)
+    if key_file is not None:
+        phase.enter(f"signer key {key_file}")
+        signer = load_signer_public_key(key_file)
         found.facts["dkim_key_matches_signer"] = signer.public_raw == key.public_raw
         if signer.public_raw != key.public_raw:
             found.fail(
                 f"DKIM key {owner} ({key.fingerprint}) differs from the signer's key "
-                f"{settings.signer_key_file} ({signer.fingerprint}): signatures will fail"
+                f"{key_file}{source} ({signer.fingerprint}): signatures will fail"
             )
     return found.outcome()
+
+
+def _signer_key_file(settings: DkimSettings) -> tuple[Path | None, str]:
+    """The signer's key file, and where that was learnt (for the reason)."""
+    if settings.signer_config_file is None:
+        return settings.signer_key_file, ""
+    conf = settings.signer_config_file
+    try:
+        path = signing_key_path(conf, name_text(settings.domain), settings.selector)
+    except SignerConfigError as exc:
+        raise CheckCannotRun(f"DKIM signer: {exc}") from None
+    return path, f" (named in {conf})"
 
 
 def _flags(value: str) -> set[str]:

@@ -79,7 +79,9 @@ def _domain_checks(
             make("spf", name, partial(check_spf, resolver, SpfSettings(name, senders)), schedule)
         )
     for selector in domain.dkim:
-        settings = DkimSettings(name, selector.selector, selector.signer_key_file)
+        settings = DkimSettings(
+            name, selector.selector, selector.signer_key_file, selector.signer_config_file
+        )
         target = f"{selector.selector}._domainkey.{name}"
         out.append(make("dkim", target, partial(check_dkim, resolver, settings), schedule))
     if domain.dmarc:

@@ -63,13 +63,22 @@ class DkimSelectorConfig(Strict):
     selector: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     signer_key_file: ConfigPath | None = None
     """The signer's private key (PEM, or a base64 Ed25519 seed); the published key must match."""
+    signer_config_file: ConfigPath | None = None
+    """Or the signer's opendkim.conf: the key it names (KeyFile or KeyTable) must match,
+    so a signer switched to another key is caught too."""
 
-    @field_validator("signer_key_file")
+    @field_validator("signer_key_file", "signer_config_file")
     @classmethod
     def _exists(cls, value: ConfigPath | None) -> ConfigPath | None:
         if value is not None and not value.is_file():
             raise ValueError(f"{value} does not exist or is not a file")
         return value
+
+    @model_validator(mode="after")
+    def _one_signer_source(self) -> DkimSelectorConfig:
+        if self.signer_key_file is not None and self.signer_config_file is not None:
+            raise ValueError("give only one of 'signer_key_file' or 'signer_config_file'")
+        return self
 
 
 class SrvConfig(Strict):
