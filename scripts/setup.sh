@@ -28,13 +28,15 @@ if [[ -n "${missing// /}" ]]; then
     echo "postfix postfix/main_mailer_type select Local only" | $SUDO debconf-set-selections
     $SUDO apt-get update -q
     $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing
+    # Debian starts daemons on install where it can; the lab runs its own, so stop the stock
+    # ones. Only right after installing: some init scripts (opendkim, opendmarc) stop by
+    # executable name, which would also kill a running lab's daemons.
+    for svc in postfix dovecot opendkim opendmarc knot unbound postsrsd prometheus prometheus-alertmanager; do
+        if command -v service >/dev/null && service "$svc" status >/dev/null 2>&1; then
+            $SUDO service "$svc" stop >/dev/null 2>&1 || true
+        fi
+    done
 fi
-# Debian starts daemons on install where it can; the lab runs its own, so stop the stock ones.
-for svc in postfix dovecot opendkim opendmarc knot unbound postsrsd prometheus prometheus-alertmanager; do
-    if command -v service >/dev/null && service "$svc" status >/dev/null 2>&1; then
-        $SUDO service "$svc" stop >/dev/null 2>&1 || true
-    fi
-done
 
 python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip
