@@ -3,59 +3,25 @@ posttls-finger, openssl, dkimpy) rather than with mailprobe's own checks."""
 
 from __future__ import annotations
 
-import email.message
 import hashlib
 import re
-import smtplib
-import socket
 import ssl
 import subprocess
 
-import dkim
 import dns.flags
 import dns.rdatatype
 import dns.resolver
 import pytest
 
 from monitor.lab import Lab
-from tests.lab_fixture import swaks, tls_context, unique, wait_for_message
-
-
-def lab_resolver(lab: Lab) -> dns.resolver.Resolver:
-    resolver = dns.resolver.Resolver(configure=False)
-    resolver.nameservers = [lab.resolver]
-    resolver.lifetime = 5
-    resolver.flags = dns.flags.RD | dns.flags.AD  # ask for the AD bit in answers
-    return resolver
-
-
-def dkim_verifies(lab: Lab, message: email.message.EmailMessage) -> bool:
-    """dkimpy verification with the key looked up through the lab's resolver."""
-    resolver = lab_resolver(lab)
-
-    def dnsfunc(name: bytes, timeout: int = 5) -> bytes:
-        answer = resolver.resolve(name.decode().rstrip("."), "TXT")
-        return b"".join(b"".join(r.strings) for r in answer)
-
-    return bool(dkim.verify(message.as_bytes(), dnsfunc=dnsfunc))
-
-
-def world_results(lab: Lab, message: email.message.EmailMessage) -> str:
-    """All Authentication-Results the world's MX added, joined."""
-    world = lab.hosts["world"].name
-    found = [
-        str(v) for v in message.get_all("Authentication-Results", []) if str(v).startswith(world)
-    ]
-    return " ".join(found)
-
-
-def assert_authenticated(lab: Lab, message: email.message.EmailMessage) -> None:
-    results = world_results(lab, message)
-    for method in ("spf", "dkim", "dmarc"):
-        assert f"{method}=pass" in results, results
-    signature = str(message["DKIM-Signature"])
-    assert re.search(rf"\bd={re.escape(lab.domain)};", signature), signature
-    assert dkim_verifies(lab, message)
+from tests.lab_fixture import (
+    assert_authenticated,
+    lab_resolver,
+    submit,
+    swaks,
+    unique,
+    wait_for_message,
+)
 
 
 def test_forward_via_mx_alias_arrives_rewritten_signed_and_authenticated(lab: Lab) -> None:
@@ -72,39 +38,10 @@ def test_forward_via_mx_alias_arrives_rewritten_signed_and_authenticated(lab: La
     assert_authenticated(lab, message)
 
 
-def _submit(lab: Lab, port: int, subject: str) -> None:
-    creds = lab.credentials("alice")
-    host = lab.hosts["submit"]
-    context = tls_context(lab)
-    body = f"From: {creds.username}\r\nTo: canary@{lab.world}\r\nSubject: {subject}\r\n\r\nhi\r\n"
-    if port == 465:
-        with socket.create_connection((host.address, port), 10) as raw:
-            sock = context.wrap_socket(raw, server_hostname=host.name)
-            client = smtplib.SMTP(timeout=10)
-            client.sock = sock
-            client.file = None
-            code, _ = client.getreply()
-            assert code == 220
-            client.ehlo("client.test")
-            client.login(creds.username, creds.password())
-            client.sendmail(creds.username, [f"canary@{lab.world}"], body)
-            client.quit()
-        return
-    with smtplib.SMTP(host.address, port, timeout=10) as client:
-        client.ehlo("client.test")
-        assert "auth" not in client.esmtp_features, "AUTH offered before STARTTLS"
-        client._host = host.name  # name checked against the certificate
-        client.starttls(context=context)
-        client.ehlo("client.test")
-        assert "auth" in client.esmtp_features
-        client.login(creds.username, creds.password())
-        client.sendmail(creds.username, [f"canary@{lab.world}"], body)
-
-
 @pytest.mark.parametrize("port", [587, 465])
 def test_authenticated_submission_arrives_signed_and_authenticated(lab: Lab, port: int) -> None:
     subject = unique(f"submit{port}")
-    _submit(lab, port, subject)
+    submit(lab, port, subject)
     message = wait_for_message(lab, subject)
     assert str(message["Return-Path"]) == f"<alice@{lab.domain}>"
     assert_authenticated(lab, message)

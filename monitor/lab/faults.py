@@ -75,6 +75,8 @@ class Fault:
     """Services that cannot reload and are restarted instead."""
     stop: tuple[str, ...] = ()
     """Services that are down while the fault is active."""
+    settle: float = 0.0
+    """Seconds to wait after applying, for daemons that notice file changes lazily."""
 
 
 def _stop_fault(service: str) -> Fault:
@@ -187,10 +189,12 @@ FAULTS: tuple[Fault, ...] = (
     ),
     Fault(
         SASL_DOWN,
-        "the submission host's SASL backend (Dovecot's password database for smtp) is gone",
-        "smtp AUTH on 587/465 answers 454 4.7.0 temporary authentication failure; the "
-        "outbound-submission canary cannot send",
-        reload=(DOVECOT,),
+        "the submission host's SASL backend (Dovecot's password database for the smtp "
+        "service) is gone; IMAP logins still work",
+        "smtp AUTH on 587/465 fails for every user (535 5.7.8 authentication failed); the "
+        "outbound-submission canary cannot send while the mailbox check stays green",
+        # Dovecot looks at a passwd-file's inode at most once a second.
+        settle=1.1,
     ),
     Fault(
         MX_REJECTS_SPAM,
@@ -221,7 +225,8 @@ FAULTS: tuple[Fault, ...] = (
         "the SRS host's address is listed on the lab DNSBL (bl.test)",
         "dns check: sending address listed on bl.test; the world rejects our forwards with "
         "554 5.7.1 blocked using bl.test",
-        reload=_DNS,
+        # smtpd caches DNSBL answers per process: the world's Postfix reloads to see it.
+        reload=(*_DNS, POSTFIX_WORLD),
     ),
 )
 

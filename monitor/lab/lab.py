@@ -37,8 +37,8 @@ from monitor.lab.net import Host, check_domain, resolve_net
 from monitor.lab.render import (
     DnssecKeys,
     Materials,
-    absent_files,
     render_all,
+    unreadable_files,
     write_changed,
     zone_names,
 )
@@ -271,15 +271,14 @@ class Lab:
             )
 
     # ----- configuration ----------------------------------------------------------------
-    def _write_config(self, state: LabState) -> list[Path]:
+    def _write_config(self, state: LabState) -> None:
         materials, dnssec = self._materials()
         files = render_all(self.spec, state.faults, state.serial, materials, dnssec)
-        written = write_changed(files)
-        for path in absent_files(self.spec, state.faults):
-            path.unlink(missing_ok=True)
+        write_changed(files)
         self._fix_ownership()
+        for path in unreadable_files(self.spec, state.faults):
+            path.chmod(0)
         self._import_dnssec_keys(dnssec)
-        return written
 
     def _materials(self) -> tuple[Materials, DnssecKeys]:
         lay, h = self.layout, self.spec.hosts
@@ -525,7 +524,7 @@ class Lab:
                 [*state.faults, name] if active else [f for f in state.faults if f != name]
             )
             state.serial = _next_serial(state)
-            written = self._write_config(state)
+            self._write_config(state)
             state.save(self.layout.state_file)
             chosen = [self.services[s] for s in fault.stop]
             if active:
@@ -540,9 +539,10 @@ class Lab:
                 self._start([service], state)
                 self._wait_ready([service])
             for service_name in fault.reload:
-                self._reload(self.services[service_name], state, written)
+                self._reload(self.services[service_name], state)
+            time.sleep(fault.settle)
 
-    def _reload(self, service: Service, state: LabState, written: list[Path]) -> None:
+    def _reload(self, service: Service, state: LabState) -> None:
         if service.name == F.KNOT:
             procs.run(service.reload)
             self._wait_zone_serials(state.serial)
@@ -552,6 +552,12 @@ class Lab:
         if service.name.startswith("postfix-"):
             # `postfix reload` only signals the master; wait until it has re-read its files.
             _wait_log(service.log, mark, "reload -- version", RELOAD_TIMEOUT)
+        if service.name == F.UNBOUND:
+            # With a DNS fault active the answer may rightly lack AD (bogus zone): any
+            # answer shows the reloaded resolver is serving.
+            service = replace(
+                service, probes=tuple(replace(p, kind="answers") for p in service.probes)
+            )
         self._wait_ready([service])
 
     def _wait_zone_serials(self, serial: int) -> None:

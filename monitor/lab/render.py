@@ -311,8 +311,9 @@ non_smtpd_milters = $smtpd_milters
 virtual_mailbox_domains = {spec.world}
 virtual_mailbox_maps = texthash:{etc}/mailboxes
 virtual_transport = lmtp:unix:{lay.lmtp_socket}
-recipient_delimiter = +
-# The "spam filter" of the world: while a fault is active it files the canary into Junk.
+# The "spam filter" of the world: while a fault is active it files the canary into Junk
+# (Dovecot's LMTP saves user+Junk into the Junk folder). No recipient_delimiter here, or
+# the rewrite would apply to its own result again.
 recipient_canonical_maps = texthash:{etc}/junk
 recipient_canonical_classes = envelope_recipient
 smtpd_client_restrictions = {", ".join(restrictions)}
@@ -354,9 +355,8 @@ def _dovecot(spec: LabSpec, faults: Collection[str], m: Materials) -> dict[Path,
     files[lay.dovecot / "users"] = "\n".join(users) + "\n"
     passwd = "".join(f"{spec.user_address(u)}:{m.password_hashes[u]}\n" for u in USERS)
     files[lay.dovecot / "passwd.imap"] = passwd
-    smtp_passwd = lay.dovecot / "passwd.smtp"
-    if F.SASL_DOWN not in faults:
-        files[smtp_passwd] = passwd
+    down = F.SASL_DOWN in faults
+    files[lay.dovecot / "passwd.smtp"] = "# SASL backend down (lab fault)\n" if down else passwd
     files[lay.dovecot_conf] = template(
         "dovecot.conf.tmpl",
         imap_name=spec.hosts["imap"].name,
@@ -370,15 +370,16 @@ def _dovecot(spec: LabSpec, faults: Collection[str], m: Materials) -> dict[Path,
     return files
 
 
-def absent_files(spec: LabSpec, faults: Collection[str]) -> list[Path]:
-    """Files a fault removes (they are deleted rather than rendered)."""
+def unreadable_files(spec: LabSpec, faults: Collection[str]) -> list[Path]:
+    """Files a fault makes unreadable (mode 000), so their reader fails as on a dead
+    backend. Dovecot re-opens a passwd-file whose inode changed and then gets EACCES."""
     if F.SASL_DOWN in faults:
         return [spec.layout.dovecot / "passwd.smtp"]
     return []
 
 
-def write_changed(files: dict[Path, bytes], modes: dict[Path, int] | None = None) -> list[Path]:
-    """Write files whose content differs; return the paths written."""
+def write_changed(files: dict[Path, bytes]) -> list[Path]:
+    """Write files whose content differs (atomically); return the paths written."""
     written = []
     for path, content in files.items():
         try:
@@ -389,8 +390,6 @@ def write_changed(files: dict[Path, bytes], modes: dict[Path, int] | None = None
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_bytes(content)
-        if modes and path in modes:
-            os.chmod(tmp, modes[path])
         os.replace(tmp, path)
         written.append(path)
     return written

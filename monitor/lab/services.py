@@ -26,6 +26,7 @@ class Probe:
 
     kind ``tcp``: connect succeeds. ``auth``: the server answers the zone's SOA with an
     RRSIG (knot has signed). ``validating``: the resolver answers with the AD flag.
+    ``answers``: the DNS server sends any response at all (even SERVFAIL).
     """
 
     kind: str
@@ -48,6 +49,8 @@ class Probe:
             answer = dns.query.tcp(query, self.address, port=self.port, timeout=PROBE_TIMEOUT)
         except (OSError, dns.exception.DNSException):
             return False
+        if self.kind == "answers":
+            return True
         if self.kind == "auth":
             return any(r.rdtype == dns.rdatatype.RRSIG for r in answer.answer)
         return bool(answer.flags & dns.flags.AD)

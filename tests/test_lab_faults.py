@@ -1,0 +1,345 @@
+"""Every fault in `lab faults` is broken and healed, and each state is observed with a
+real client: kdig, swaks, openssl s_client, posttls-finger, imaplib, an HTTPS client, or
+a message read back over IMAP and verified with dkimpy."""
+
+from __future__ import annotations
+
+import re
+import ssl
+import subprocess
+import urllib.request
+from collections.abc import Callable
+
+import pytest
+
+from monitor.lab import Lab, LabError
+from monitor.lab import faults as F
+from tests.lab_fixture import (
+    broken,
+    dkim_verifies,
+    imap_login,
+    submit,
+    swaks,
+    unique,
+    wait_for_message,
+    world_results,
+)
+
+
+def kdig(lab: Lab, *args: str, server: str | None = None) -> str:
+    done = subprocess.run(
+        ["kdig", f"@{server or lab.resolver}", "+dnssec", "+tcp", "+timeout=2", "+retry=0", *args],
+        capture_output=True, text=True, timeout=15,
+    )  # fmt: skip
+    return done.stdout + done.stderr
+
+
+def noerror_ad(output: str) -> bool:
+    return "status: NOERROR" in output and bool(re.search(r";; Flags: .*\bad\b", output))
+
+
+def smtp_transcript(*args: str) -> str:
+    done = swaks(*args)
+    return done.stdout + done.stderr
+
+
+def send_from(lab: Lab, source: str, server: str, rcpt: str, sender: str = "") -> str:
+    """One message from ``source``'s address to ``server``:25; the transcript."""
+    return smtp_transcript(
+        "-s", lab.hosts[server].address, "--local-interface", lab.hosts[source].address,
+        "-f", sender or f"dave@{lab.world}", "-t", rcpt, "--h-Subject", unique("fault"),
+    )  # fmt: skip
+
+
+def queued(transcript: str) -> bool:
+    return "250 2.0.0 Ok: queued" in transcript
+
+
+def refused(transcript: str) -> bool:
+    return "Connection refused" in transcript or "connection refused" in transcript
+
+
+def connect_only(lab: Lab, host: str, port: int) -> str:
+    args = ["-s", lab.hosts[host].address, "-p", str(port), "--quit-after", "CONNECT"]
+    if port == 465:
+        args.append("-tlsc")
+    return smtp_transcript(*args)
+
+
+def openssl_verify(lab: Lab, host: str, port: int) -> str:
+    """openssl s_client verifying the chain and the host's lab name against the lab CA."""
+    args = ["-starttls", "smtp"] if port in (25, 587) else []
+    name = lab.hosts[host].name
+    done = subprocess.run(
+        ["openssl", "s_client", "-connect", f"{lab.hosts[host].address}:{port}", *args,
+         "-servername", name, "-CAfile", str(lab.ca_file), "-verify_hostname", name,
+         "-verify_return_error", "-brief"],
+        input="", capture_output=True, text=True, timeout=15,
+    )  # fmt: skip
+    return done.stdout + done.stderr
+
+
+def posttls_finger(lab: Lab, host: str) -> str:
+    done = subprocess.run(
+        lab.ns_command(["posttls-finger", "-t5", "-T10", "-c", "-l", "dane-only", "-L",
+                        "summary", f"[{lab.hosts[host].name}]:25"]),
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    return done.stdout + done.stderr
+
+
+def verified(output: str) -> bool:
+    return "Verified TLS connection established" in output
+
+
+def mta_sts_policy(lab: Lab) -> str:
+    context = ssl.create_default_context(cafile=str(lab.ca_file))
+    url = f"https://{lab.hosts['mtasts'].address}/.well-known/mta-sts.txt"
+    try:
+        with urllib.request.urlopen(url, context=context, timeout=5) as response:
+            return str(response.read().decode())
+    except OSError as exc:
+        return f"error: {exc}"
+
+
+def imap_ok(lab: Lab) -> bool:
+    try:
+        imap = imap_login(lab)
+    except OSError:
+        return False
+    imap.logout()
+    return True
+
+
+def auth_transcript(lab: Lab) -> str:
+    creds = lab.credentials("alice")
+    # swaks reads the password from the environment, never from argv.
+    done = subprocess.run(
+        ["swaks", "--timeout", "10", "-s", lab.hosts["submit"].address, "-p", "587", "-tls",
+         "-a", "PLAIN", "-au", creds.username, "--quit-after", "AUTH"],
+        capture_output=True, text=True, timeout=30,
+        env={"PATH": "/usr/bin:/bin", "SWAKS_OPT_auth_password": creds.password()},
+    )  # fmt: skip
+    return done.stdout + done.stderr
+
+
+# fault name -> (observation, is it broken?, is it healthy?)
+Observer = tuple[Callable[[Lab], object], Callable[[object], bool], Callable[[object], bool]]
+
+
+def _str(pred: Callable[[str], bool]) -> Callable[[object], bool]:
+    return lambda value: pred(str(value))
+
+
+def _observers() -> dict[str, Observer]:
+    def soa(server_key: str) -> Callable[[Lab], object]:
+        return lambda lab: kdig(lab, lab.domain, "SOA", server=lab.hosts[server_key].address)
+
+    def dns_down(out: str) -> bool:
+        return "status: NOERROR" not in out
+
+    obs: dict[str, Observer] = {
+        "stop-knot": (soa("ns"), _str(dns_down), _str(lambda o: "status: NOERROR" in o)),
+        "stop-unbound": (soa("resolver"), _str(dns_down), _str(noerror_ad)),
+        "stop-dovecot": (imap_ok, lambda ok: ok is False, lambda ok: ok is True),
+        "stop-postsrsd": (
+            lambda lab: send_from(lab, "mx", "srs", f"canary@{lab.world}"),
+            _str(lambda t: "451 4.3.0" in t),
+            _str(queued),
+        ),
+        "stop-mta-sts": (
+            mta_sts_policy,
+            _str(lambda p: p.startswith("error")),
+            _str(lambda p: "version: STSv1" in p and "mode: enforce" in p),
+        ),
+    }
+    for service in (F.OPENDKIM, F.OPENDMARC):
+        obs[f"stop-{service}"] = (
+            lambda lab: send_from(lab, "client", "mx", f"forward@{lab.domain}"),
+            _str(lambda t: "451 4.7.1" in t),
+            _str(queued),
+        )
+    for service in (F.WORLD_OPENDKIM, F.WORLD_OPENDMARC):
+        obs[f"stop-{service}"] = (
+            lambda lab: send_from(lab, "srs", "world", f"canary@{lab.world}"),
+            _str(lambda t: "451 4.7.1" in t),
+            _str(queued),
+        )
+    for service, host, port in (
+        (F.POSTFIX_MX, "mx", 25),
+        (F.POSTFIX_SRS, "srs", 25),
+        (F.POSTFIX_SUBMISSION, "submit", 587),
+        (F.POSTFIX_WORLD, "world", 25),
+    ):
+        obs[f"stop-{service}"] = (
+            lambda lab, host=host, port=port: connect_only(lab, host, port),
+            _str(refused),
+            _str(lambda t: bool(re.search(r"<-  220 ", t))),
+        )
+
+    def record(name: Callable[[Lab], str], rtype: str) -> Callable[[Lab], object]:
+        return lambda lab: kdig(lab, name(lab), rtype)
+
+    def nxdomain(out: str) -> bool:
+        return "status: NXDOMAIN" in out and noerror_ad(out.replace("NXDOMAIN", "NOERROR"))
+
+    spf = record(lambda lab: lab.domain, "TXT")
+    obs.update(
+        {
+            F.MX_CERT_EXPIRED: (
+                lambda lab: openssl_verify(lab, "mx", 25),
+                _str(lambda o: "certificate has expired" in o),
+                _str(lambda o: "Verification: OK" in o),
+            ),
+            F.SUBMISSION_465_WRONG_NAME: (
+                lambda lab: openssl_verify(lab, "submit", 465),
+                _str(lambda o: "hostname mismatch" in o),
+                _str(lambda o: "Verification: OK" in o),
+            ),
+            F.SRS_CERT_ROTATED: (
+                lambda lab: posttls_finger(lab, "srs"),
+                _str(lambda o: not verified(o) and "TLSA" in o),
+                _str(verified),
+            ),
+            F.SPF_MISSING_SRS: (
+                spf,
+                _str(lambda o: noerror_ad(o) and "v=spf1" in o and "a:srs." not in o),
+                _str(lambda o: noerror_ad(o) and "a:srs." in o),
+            ),
+            F.SPF_TOO_MANY_LOOKUPS: (
+                spf,
+                _str(lambda o: noerror_ad(o) and o.replace('" "', "").count("include:") > 10),
+                _str(lambda o: noerror_ad(o) and "v=spf1" in o and "include:" not in o),
+            ),
+            F.DKIM_RECORD_REMOVED: (
+                record(lambda lab: f"lab._domainkey.{lab.domain}", "TXT"),
+                _str(nxdomain),
+                _str(lambda o: noerror_ad(o) and "v=DKIM1" in o),
+            ),
+            F.DMARC_RECORD_REMOVED: (
+                record(lambda lab: f"_dmarc.{lab.domain}", "TXT"),
+                _str(nxdomain),
+                _str(lambda o: noerror_ad(o) and "v=DMARC1" in o),
+            ),
+            F.PTR_REMOVED: (
+                lambda lab: kdig(lab, "-x", lab.hosts["srs"].address),
+                _str(nxdomain),
+                _str(lambda o: noerror_ad(o) and "PTR\tsrs." in o),
+            ),
+            F.TLSA_REMOVED: (
+                record(lambda lab: f"_25._tcp.{lab.hosts['mx'].name}", "TLSA"),
+                _str(nxdomain),
+                _str(lambda o: noerror_ad(o) and "TLSA\t3 1 1" in o),
+            ),
+            F.MX_RECORD_REMOVED: (
+                record(lambda lab: lab.domain, "MX"),
+                _str(lambda o: noerror_ad(o) and "ANSWER: 0" in o),
+                _str(lambda o: noerror_ad(o) and "\tMX\t10 mx." in o),
+            ),
+            F.DNSSEC_BOGUS: (
+                lambda lab: (kdig(lab, lab.domain, "SOA"), kdig(lab, "+cd", lab.domain, "SOA")),
+                lambda pair: "status: SERVFAIL" in pair[0] and "NOERROR" in pair[1],
+                lambda pair: noerror_ad(pair[0]),
+            ),
+            F.SASL_DOWN: (
+                auth_transcript,
+                _str(lambda t: "535 5.7.8" in t and "235 " not in t),
+                _str(lambda t: "235 2.7.0 Authentication successful" in t),
+            ),
+            F.MX_REJECTS_SPAM: (
+                lambda lab: send_from(lab, "client", "mx", f"forward@{lab.domain}"),
+                _str(lambda t: "550 5.7.1" in t and "Message rejected as spam" in t),
+                _str(queued),
+            ),
+            F.WORLD_DEFERS: (
+                lambda lab: send_from(lab, "srs", "world", f"canary@{lab.world}"),
+                _str(lambda t: "451 4.3.2" in t),
+                _str(queued),
+            ),
+            F.OPEN_RELAY: (
+                lambda lab: smtp_transcript(
+                    "-s",
+                    lab.hosts["mx"].address,
+                    "--local-interface",
+                    lab.hosts["client"].address,
+                    "-f",
+                    f"dave@{lab.world}",
+                    "-t",
+                    "victim@elsewhere.test",
+                    "--quit-after",
+                    "RCPT",
+                ),
+                _str(lambda t: bool(re.search(r"<-  250 2\.1\.5 Ok", t))),
+                _str(lambda t: "Relay access denied" in t),
+            ),
+            F.DNSBL_LISTED: (
+                lambda lab: (
+                    kdig(
+                        lab,
+                        ".".join(reversed(lab.hosts["srs"].address.split("."))) + ".bl.test",
+                        "A",
+                    ),
+                    send_from(lab, "srs", "world", f"canary@{lab.world}"),
+                ),
+                lambda pair: "127.0.0.2" in pair[0] and "blocked using bl.test" in pair[1],
+                lambda pair: "NXDOMAIN" in pair[0] and queued(pair[1]),
+            ),
+        }
+    )
+    return obs
+
+
+OBSERVERS = _observers()
+MAIL_FAULTS = {F.DKIM_KEY_MISMATCH, F.WORLD_JUNKS}
+
+
+def test_every_fault_has_an_observer() -> None:
+    assert set(OBSERVERS) | MAIL_FAULTS == set(F.BY_NAME)
+
+
+@pytest.mark.parametrize("name", sorted(OBSERVERS))
+def test_fault_is_seen_broken_and_healed(lab: Lab, name: str) -> None:
+    observe, is_broken, is_healthy = OBSERVERS[name]
+    before = observe(lab)
+    assert is_healthy(before), f"{name}: not healthy before breaking:\n{before}"
+    with broken(lab, name):
+        during = observe(lab)
+        assert is_broken(during), f"{name}: not observed broken:\n{during}"
+        assert name in lab.active_faults()
+    after = observe(lab)
+    assert is_healthy(after), f"{name}: not healthy after healing:\n{after}"
+    assert name not in lab.active_faults()
+
+
+def test_dkim_key_mismatch_fails_verification_at_the_world(lab: Lab) -> None:
+    with broken(lab, F.DKIM_KEY_MISMATCH):
+        subject = unique("dkim-mismatch")
+        submit(lab, 587, subject)
+        message = wait_for_message(lab, subject)
+        assert not dkim_verifies(lab, message)
+        assert "dkim=fail" in world_results(lab, message)
+    subject = unique("dkim-healed")
+    submit(lab, 587, subject)
+    assert dkim_verifies(lab, wait_for_message(lab, subject))
+
+
+def test_world_files_the_canary_into_junk(lab: Lab) -> None:
+    with broken(lab, F.WORLD_JUNKS):
+        subject = unique("junk")
+        submit(lab, 465, subject)
+        message = wait_for_message(lab, subject, folder="Junk")
+        assert message["Subject"] == subject
+    imap = imap_login(lab)
+    try:
+        _, listing = imap.list()
+        assert any(b"\\Junk" in line for line in listing if isinstance(line, bytes))
+    finally:
+        imap.logout()
+    subject = unique("inbox-again")
+    submit(lab, 465, subject)
+    wait_for_message(lab, subject, folder="INBOX")
+
+
+def test_unknown_fault_is_a_clear_error(lab: Lab) -> None:
+    with pytest.raises(LabError, match="no fault 'nonsense'"):
+        lab.break_fault("nonsense")
