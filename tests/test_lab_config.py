@@ -8,6 +8,7 @@ from pathlib import Path
 
 from monitor.config import parse_config
 from monitor.lab import Lab
+from monitor.lab.faults import FAULTS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -43,3 +44,9 @@ def test_lab_config_without_a_lab_is_a_clear_error(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=60, cwd=ROOT,
     )  # fmt: skip
     assert done.returncode == 3 and "no lab running" in done.stderr
+
+
+def test_docs_list_every_fault() -> None:
+    docs = (ROOT / "docs" / "lab.md").read_text(encoding="utf-8")
+    missing = [f.name for f in FAULTS if f"`{f.name}`" not in docs]
+    assert not missing, f"docs/lab.md lacks faults: {missing}"
