@@ -14,6 +14,7 @@ import email.policy
 import imaplib
 import ipaddress
 import os
+import random
 import re
 import shutil
 import smtplib
@@ -31,7 +32,7 @@ import dns.flags
 import dns.resolver
 import pytest
 
-from monitor.lab import Lab
+from monitor.lab import Lab, LabError
 from monitor.lab.lab import REQUIRED_BINARIES
 from monitor.lab.net import NET_ENV
 from monitor.lab.procs import lo_addresses, tcp_listeners
@@ -50,12 +51,14 @@ def lab_unavailable() -> str | None:
 
 
 def free_net(skip: int = 0) -> str:
-    """A /24 in 127.0.0.0/8 that no lab uses now: $MAILPROBE_LAB_NET if set, else the
-    first of 127.77.0.0/24, 127.78.0.0/24, ... with no address on lo and no listener."""
+    """A /24 in 127.0.0.0/8 that no lab uses now: $MAILPROBE_LAB_NET if set (and skip is
+    0), else a block from 127.77.0.0/24 upwards with no address on lo and no listener.
+    The scan starts at a random block so parallel test runs rarely pick the same one."""
     if os.environ.get(NET_ENV) and not skip:
         return os.environ[NET_ENV]
     busy = lo_addresses() | {a for a, _ in tcp_listeners()}
-    for second in range(77 + skip, 250):
+    start = random.randrange(77, 200) + skip
+    for second in [*range(start, 250), *range(77, start)]:
         net = ipaddress.ip_network(f"127.{second}.0.0/24")
         if not any(ipaddress.ip_address(a) in net for a in busy):
             return str(net)
@@ -77,7 +80,17 @@ def lab() -> Iterator[Lab]:
     root = new_lab_dir()
     the_lab = Lab(root, net=free_net())
     try:
-        the_lab.up()
+        for attempt in range(1, 4):
+            try:
+                the_lab.up()
+                break
+            except LabError as exc:
+                # Another test run may have taken the same block a moment ago.
+                if "in use" not in str(exc) or attempt == 3:
+                    raise
+                shutil.rmtree(root, ignore_errors=True)
+                root = new_lab_dir()
+                the_lab = Lab(root, net=free_net(skip=attempt))
         yield the_lab
     finally:
         the_lab.down()

@@ -108,3 +108,15 @@ def test_bad_net_is_a_clear_error(lab_dir: Path) -> None:
     ):
         done = cli("up", "--dir", str(lab_dir), "--net", net)
         assert done.returncode == 3 and reason in done.stderr, done.stderr
+
+
+def test_missing_packages_are_named(lab_dir: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "monitor.lab", "up", "--dir", str(lab_dir)],
+        capture_output=True, text=True, timeout=60, cwd=Path(__file__).resolve().parent.parent,
+        env={"PATH": "/nonexistent"},
+    )  # fmt: skip
+    assert done.returncode == 3
+    assert "missing Debian packages:" in done.stderr
+    for package in ("postfix", "knot", "unbound", "opendkim", "postfix-policyd-spf-python"):
+        assert package in done.stderr
