@@ -11,6 +11,7 @@ import subprocess
 import dns.flags
 import dns.rdatatype
 import dns.resolver
+import parsedmarc
 import pytest
 
 from monitor.lab import Lab
@@ -120,3 +121,16 @@ def test_every_ptr_is_forward_confirmed(lab: Lab) -> None:
         assert names == [host.name]
         forward = resolver.resolve(host.name, "A")
         assert [r.address for r in forward] == [host.address]
+
+
+def test_report_mailbox_holds_an_aggregate_report_parsedmarc_reads(lab: Lab) -> None:
+    message = wait_for_message(lab, f"Report Domain: {lab.domain}", user="dmarc", timeout=5)
+    attachment = next(part for part in message.iter_attachments())
+    # offline: no reverse DNS or map downloads; nothing may leave the machine.
+    report = parsedmarc.parse_aggregate_report_file(
+        attachment.get_content(), offline=True, always_use_local_files=True
+    )
+    assert report["policy_published"]["domain"] == lab.domain
+    sources = {r["source"]["ip_address"]: r["policy_evaluated"] for r in report["records"]}
+    assert sources[lab.hosts["srs"].address]["dkim"] == "pass"
+    assert sources["192.0.2.66"]["spf"] == "fail"

@@ -11,6 +11,7 @@ import hashlib
 import os
 import pwd
 import shutil
+import smtplib
 import subprocess
 import time
 from collections.abc import Sequence
@@ -24,6 +25,7 @@ import dns.rdatatype
 
 from monitor.lab import faults as F
 from monitor.lab import pki, procs
+from monitor.lab.dmarcreport import deliver_first_report
 from monitor.lab.keys import (
     dkim_txt,
     dnskey,
@@ -223,7 +225,9 @@ class Lab:
                 state.save(self.layout.state_file)
                 self._start(list(self.services.values()), state)
                 self._wait_ready(list(self.services.values()))
-            except (LabError, procs.ProcessError, OSError) as exc:
+                report_box = self.layout.mail / self.spec.user_address("dmarc")
+                deliver_first_report(self.spec, self.layout.lmtp_socket, report_box)
+            except (LabError, procs.ProcessError, OSError, smtplib.SMTPException) as exc:
                 self._teardown(state)
                 raise LabError(f"lab up failed: {exc}") from None
             state.up_seconds = round(time.monotonic() - started, 2)
