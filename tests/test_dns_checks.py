@@ -499,5 +499,5 @@ async def test_dnssec_insecure_zone_fails() -> None:
     zone.secure = False
     outcome = await run(check_dnssec, DnssecSettings(D), zone)
     assert outcome.reason.startswith(
-        "zone example.test is not DNSSEC-signed (SOA example.test insecure"
+        "zone example.test is not DNSSEC-signed, or resolver 127.0.0.1:"
     )

@@ -73,7 +73,10 @@ def _judge_answer(zone: str, question: str, answer: Answer, found: Findings) -> 
     if answer.nxdomain or not answer.records:
         found.fail(f"zone {zone}: {question} has no records")
     elif answer.dnssec is DnssecState.INSECURE:
-        found.fail(f"zone {zone} is not DNSSEC-signed ({question} insecure: no AD flag)")
+        found.fail(
+            f"zone {zone} is not DNSSEC-signed, or resolver {answer.server} does not "
+            f"validate ({question} insecure: no AD flag)"
+        )
     elif answer.rrsig_expiry is None:
         found.warn(f"zone {zone}: {question} is secure but came without RRSIGs")
 

@@ -10,6 +10,7 @@ import yaml
 
 from monitor.lab.lab import Lab
 from monitor.lab.layout import POSTFIX_INSTANCES
+from monitor.lab.zones import DKIM_SELECTOR, DNSBL_ZONE
 
 
 def config_data(lab: Lab) -> dict[str, Any]:
@@ -56,10 +57,7 @@ def config_data(lab: Lab) -> dict[str, Any]:
                 target("world", "world", 25, "starttls"),
             ],
         },
-        "dns": {
-            "resolvers": [{"address": lab.resolver, "port": 53}],
-            "domains": [{"name": lab.domain}, {"name": lab.world}],
-        },
+        "dns": dns_section(lab),
         "canary": {
             "mailbox": mailbox("canary"),
             "routes": [
@@ -82,6 +80,67 @@ def config_data(lab: Lab) -> dict[str, Any]:
             ],
         },
         "dmarc": {"domains": [lab.domain], "mailbox": mailbox("dmarc")},
+    }
+
+
+def dns_section(lab: Lab) -> dict[str, Any]:
+    """Every DNS record the lab serves, as the ``dns`` section checks it (docs/dns.md)."""
+    h = lab.hosts
+
+    def sender(key: str) -> dict[str, str]:
+        return {"name": h[key].name, "address": h[key].address}
+
+    def host(key: str, tlsa_ports: list[int], spf: bool = True) -> dict[str, Any]:
+        return {
+            "name": h[key].name,
+            "addresses": [h[key].address],
+            "tlsa_ports": tlsa_ports,
+            "spf": spf,
+        }
+
+    return {
+        "resolvers": [{"address": lab.resolver, "port": 53}],
+        "domains": [
+            {
+                "name": lab.domain,
+                "mx": {"hosts": [h["mx"].name]},
+                "spf": {"senders": [sender("mx"), sender("srs"), sender("submit")]},
+                # The signer's config, not one key file, so a signer switched to another
+                # key (the dkim-key-mismatch fault) is caught.
+                "dkim": [
+                    {
+                        "selector": DKIM_SELECTOR,
+                        "signer_config_file": str(lab.layout.dkim / "example" / "opendkim.conf"),
+                    }
+                ],
+                "srv": [
+                    {"service": "submission", "port": 587},
+                    {"service": "submissions", "port": 465},
+                ],
+                "mta_sts": True,
+                "tls_rpt": True,
+            },
+            {
+                "name": lab.world,
+                "mx": {"hosts": [h["world"].name]},
+                "spf": {"senders": [sender("world"), sender("client")]},
+                "dkim": [
+                    {
+                        "selector": DKIM_SELECTOR,
+                        "signer_config_file": str(lab.layout.dkim / "world" / "opendkim.conf"),
+                    }
+                ],
+                "srv": [{"service": "imaps", "port": 993}],
+            },
+        ],
+        "hosts": [
+            host("mx", [25]),
+            host("srs", [25]),
+            host("submit", [465, 587]),
+            host("world", [25]),
+            host("imap", [993], spf=False),
+        ],
+        "dnsbl": {"zones": [{"zone": DNSBL_ZONE}]},
     }
 
 
