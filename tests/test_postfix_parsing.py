@@ -22,6 +22,8 @@ def _kinds(settings: LogSettings | None = None) -> tuple[LogAggregator, list[Kin
     seen: list[Kind | None] = []
 
     class Recorder:
+        kinds = frozenset(Kind)
+
         def observe(self, kind: Kind, program: object, match: object, stamp: object) -> None:
             seen.append(kind)
 

@@ -16,7 +16,7 @@ from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from re import Match
-from typing import Protocol
+from typing import Any, Protocol
 
 from exporters.postfix_logs.envelope import MONTHS, Clock, split_envelope
 from exporters.postfix_logs.fields import handed_to
@@ -60,8 +60,12 @@ Handler = Callable[[Program, Match[str], "str | float"], None]
 class Observer(Protocol):
     """Extra consumer of parsed lines (the one-shot report, tracing)."""
 
+    kinds: frozenset[Kind]
+    """The kinds it wants: it is called for those only, so it costs nothing per line
+    of other kinds."""
+
     def observe(self, kind: Kind, program: Program, match: Match[str], stamp: str | float) -> None:
-        """Called for every understood line, after the metrics are updated."""
+        """Called for every understood line of ``kinds``, after the metrics are updated."""
 
 
 RawSink = Callable[[Program | None, str], None]
@@ -114,7 +118,9 @@ class LogAggregator:
         self._lookup = self._programs.lookup
         self.clock = clock or Clock()
         self._window = window
-        self._observers = tuple(observers)
+        self._watchers: list[tuple[Observer, ...]] = [
+            tuple(o for o in observers if kind in o.kinds) for kind in range(max(Kind) + 1)
+        ]
         self._on_raw = on_raw
         self._max_bytes = settings.max_line_bytes
         self.lock = threading.Lock()
@@ -142,6 +148,8 @@ class LogAggregator:
         self.lines_truncated = 0
         self.lines_outside_window = 0
         self._last_stamp: str | float | None = None
+        self.first_stamp: str | float | None = None
+        """Timestamp of the first line read (for the report's period)."""
 
         self.counters: dict[str, defaultdict[Hashable, int]] = {
             name: _counter()
@@ -207,6 +215,12 @@ class LogAggregator:
         self._connects = c["connects"]
         self._disconnects = c["disconnects"]
         self._postscreen = c["postscreen"]
+        self._dnsbl = c["dnsbl"]
+        self._tls_counts = c["tls"]
+        self._zone_labels: dict[str, str] = {}
+        self._tls_labels: dict[tuple[str | Any, ...], tuple[str, ...]] = {}
+        """Raw values -> labels; both stay small (the label sets are bounded and these
+        only remember raw values whose labels were decided)."""
         self._handlers = self._handler_table()
 
     # ---------------------------------------------------------------- feeding
@@ -257,6 +271,8 @@ class LogAggregator:
                 self.lines_outside_window += 1
                 return
             self._last_stamp = stamp
+            if self.first_stamp is None:
+                self.first_stamp = stamp
             prog = self._lookup(identifier)
             parsed = prog.parse(message)
             if prog.postfix:
@@ -274,7 +290,7 @@ class LogAggregator:
                     return
             kind, match = parsed
             self._handlers[kind](prog, match, stamp)
-            for observer in self._observers:
+            for observer in self._watchers[kind]:
                 observer.observe(kind, prog, match, stamp)
 
     def _consume(self, texts: Iterable[str]) -> None:
@@ -289,13 +305,13 @@ class LogAggregator:
         cached = self._programs.cached
         lookup = self._lookup
         handlers = self._handlers
-        observers = self._observers
+        watchers = self._watchers
         unsupported = self._unsupported
         foreign = self._foreign
         on_raw = self._on_raw
         window = self._window
         total = postfix = unsupported_lines = malformed = foreign_lines = outside = 0
-        stamp = last = ""
+        stamp = last = first = ""
         try:
             for text in texts:
                 total += 1
@@ -327,11 +343,25 @@ class LogAggregator:
                     outside += 1
                     continue
                 last = stamp
+                if not first:
+                    first = stamp
                 prog = cached(program) or lookup(program)
-                parsed = prog.parse(message)
+                rules = prog.rules
+                match = None
+                if rules is not None:  # Rules.parse, inlined
+                    space = message.find(" ")
+                    head = message[:space] if space > 0 else message
+                    for kind, pattern in rules.table.get(head, rules.queue_id):  # noqa: B007
+                        match = pattern.match(message)
+                        if match is not None:
+                            break
+                else:
+                    parsed = prog.parse(message)
+                    if parsed is not None:
+                        kind, match = parsed
                 if prog.postfix:
                     postfix += 1
-                    if parsed is None:
+                    if match is None:
                         unsupported_lines += 1
                         unsupported[prog] += 1
                         if on_raw is not None:
@@ -340,11 +370,10 @@ class LogAggregator:
                 else:
                     foreign_lines += 1
                     foreign[prog] += 1
-                    if parsed is None:
+                    if match is None:
                         continue
-                kind, match = parsed
                 handlers[kind](prog, match, stamp)
-                for observer in observers:
+                for observer in watchers[kind]:
                     observer.observe(kind, prog, match, stamp)
         finally:
             self.lines_total += total
@@ -355,6 +384,8 @@ class LogAggregator:
             self.lines_outside_window += outside
             if last:
                 self._last_stamp = last
+                if self.first_stamp is None:
+                    self.first_stamp = first
 
     def _in_window(self, stamp: str | float) -> bool:
         assert self._window is not None
@@ -391,6 +422,76 @@ class LogAggregator:
                 histogram_bounds={name: h.bounds for name, h in self.histograms.items()},
                 tracked_messages=len(self.tracker),
             )
+
+    # ---------------------------------------------------------------- parts
+
+    def export_state(self) -> dict[str, Any]:
+        """Everything counted so far, picklable, with programs as label tuples: what a
+        worker reading part of an input hands back to be merged."""
+        with self.lock:
+            self.tracker.drain()
+            return {
+                "lines": [
+                    self.lines_total,
+                    self.lines_postfix,
+                    self.lines_unsupported,
+                    self.lines_malformed,
+                    self.lines_foreign,
+                    self.lines_truncated,
+                    self.lines_outside_window,
+                ],
+                "first": self.first_stamp,
+                "last": self._last_stamp,
+                "counters": {
+                    name: [(_plain(key), value) for key, value in counter.items()]
+                    for name, counter in self.counters.items()
+                },
+                "histograms": {
+                    name: [(_plain(key), data) for key, data in h.snapshot().items()]
+                    for name, h in self.histograms.items()
+                },
+            }
+
+    def merge_state(self, state: dict[str, Any]) -> None:
+        """Add a part's :meth:`export_state` to this aggregator's counts."""
+        with self.lock:
+            (
+                total,
+                postfix,
+                unsupported,
+                malformed,
+                foreign,
+                truncated,
+                outside,
+            ) = state["lines"]
+            self.lines_total += total
+            self.lines_postfix += postfix
+            self.lines_unsupported += unsupported
+            self.lines_malformed += malformed
+            self.lines_foreign += foreign
+            self.lines_truncated += truncated
+            self.lines_outside_window += outside
+            last = state["last"]
+            if last is not None and (
+                self._last_stamp is None
+                or (self.clock.epoch(last) or 0.0) >= (self.clock.epoch(self._last_stamp) or 0.0)
+            ):
+                self._last_stamp = last
+            first = state["first"]
+            if first is not None and (
+                self.first_stamp is None
+                or (self.clock.epoch(first) or 0.0) < (self.clock.epoch(self.first_stamp) or 0.0)
+            ):
+                self.first_stamp = first
+            canonical = self._programs.canonical
+            for name, items in state["counters"].items():
+                counter = self.counters[name]
+                for key, value in items:
+                    counter[_restore(key, canonical)] += value
+            for name, items in state["histograms"].items():
+                histogram = self.histograms[name]
+                for key, data in items:
+                    histogram.add(_restore(key, canonical), data)
 
     # ---------------------------------------------------------------- handlers
 
@@ -560,15 +661,20 @@ class LogAggregator:
         self._warning(prog, m)
 
     def _tls(self, prog: Program, m: Match[str], stamp: str | float) -> None:
-        key = (
-            prog,
-            m["trust"],
-            TLS_PROTOCOLS.get(m["protocol"], OTHER),
-            self._cipher(m["cipher"]),
-            m["secret_bits"] if len(m["secret_bits"]) <= 4 else OTHER,
-            m["algorithm_bits"] if len(m["algorithm_bits"]) <= 4 else OTHER,
-        )
-        self.counters["tls"][key] += 1
+        raw = m.group("trust", "protocol", "cipher", "secret_bits", "algorithm_bits")
+        labels = self._tls_labels.get(raw)
+        if labels is None:
+            if len(self._tls_labels) >= 4096:
+                self._tls_labels.clear()
+            trust, protocol, cipher, secret, algorithm = raw
+            labels = self._tls_labels[raw] = (
+                trust,
+                TLS_PROTOCOLS.get(protocol, OTHER),
+                self._cipher(cipher),
+                secret if len(secret) <= 4 else OTHER,
+                algorithm if len(algorithm) <= 4 else OTHER,
+            )
+        self._tls_counts[(prog, *labels)] += 1
 
     # postscreen, dnsblog, tlsproxy
 
@@ -603,7 +709,13 @@ class LogAggregator:
         self.counters["postscreen_busy"][prog, reason] += 1
 
     def _dnsbl_listed(self, prog: Program, m: Match[str], stamp: str | float) -> None:
-        self.counters["dnsbl"][prog, self._zones(m["dnsbl"].lower())] += 1
+        zone = m["dnsbl"]
+        label = self._zone_labels.get(zone)
+        if label is None:
+            if len(self._zone_labels) >= 4096:
+                self._zone_labels.clear()
+            label = self._zone_labels[zone] = self._zones(zone.lower())
+        self._dnsbl[prog, label] += 1
 
     def _tls_handshake_failed(self, prog: Program, m: Match[str], stamp: str | float) -> None:
         self.counters["tls_failures"][prog, "handshake_failed"] += 1
@@ -665,9 +777,11 @@ class LogAggregator:
         domain = self._domain(m["to"])
         self.counters["deliveries"][prog, status, dsn[0], domain] += 1
         if status == "sent":
-            response = m["response"]
-            child = handed_to(response)
-            self.tracker.delivered(m["qid"], self._when(stamp), child)
+            child = handed_to(m["response"])
+            when = self._when(stamp)
+            if child is not None:
+                self.tracker.handed_over(m["qid"], child, when)
+            self.tracker.delivered(m["qid"], when, child)
         elif status in ("deferred", "bounced"):
             self.counters["delivery_problems"][prog, status, self._reason(m["response"])] += 1
         if status in FINAL_STATUSES and prog.daemon in _DELAY_HISTOGRAMS:
@@ -729,6 +843,24 @@ class LogAggregator:
 
     def _observe_fleet_delay(self, path: str, seconds: float) -> None:
         self.histograms["fleet_delay"].observe(self._paths(path), max(seconds, 0.0))
+
+
+def _plain(key: Hashable) -> Hashable:
+    """A state key with its Program replaced by a picklable marker tuple."""
+    if isinstance(key, Program):
+        return ("\0program", key.service, key.daemon, key.instance, key.postfix)
+    if isinstance(key, tuple) and key and isinstance(key[0], Program):
+        return (_plain(key[0]), *key[1:])
+    return key
+
+
+def _restore(key: Any, canonical: Callable[[str, str, str, bool], Program]) -> Hashable:
+    if isinstance(key, tuple) and key:
+        if key[0] == "\0program":
+            return canonical(key[1], key[2], key[3], key[4])
+        if isinstance(key[0], tuple) and key[0] and key[0][0] == "\0program":
+            return (_restore(key[0], canonical), *key[1:])
+    return key  # type: ignore[no-any-return]
 
 
 def _ignore(prog: Program, m: Match[str], stamp: str | float) -> None:

@@ -78,11 +78,18 @@ class Clock:
         return self._rfc3164(stamp)
 
     def _rfc3339(self, stamp: str) -> float | None:
+        if len(stamp) == 32 and stamp[19] == "." and stamp[26] in "+-" and stamp[17:19].isdigit():
+            # rsyslog's default, 2023-03-14T00:00:31.296623+01:00: no regex needed
+            base = self._minutes.get(stamp[:16] + stamp[26:])
+            if base is not None and stamp[20:26].isdigit():
+                return base + int(stamp[17:19]) + int(stamp[20:26]) / 1e6
         m = _RFC3339.match(stamp)
         if m is None:
             return None
         minute, seconds, fraction, offset = m.groups()
         key = minute + (offset or "")
+        if len(stamp) == 32 and stamp[19] == "." and stamp[26] in "+-":
+            key = stamp[:16] + stamp[26:]
         base = self._minutes.get(key)
         if base is None:
             if offset is not None and offset != "Z" and ":" not in offset:
@@ -96,11 +103,15 @@ class Clock:
         return base + int(seconds) + (float(fraction) if fraction else 0.0)
 
     def _rfc3164(self, stamp: str) -> float | None:
+        if len(stamp) == 15 and stamp[12] == ":" and stamp[13:15].isdigit():
+            base = self._minutes.get(stamp[:12])
+            if base is not None:
+                return base + int(stamp[13:15])
         m = _RFC3164.match(stamp)
         if m is None:
             return None
         month_name, day, hour, minute, seconds, fraction = m.groups()
-        key = f"{month_name} {day} {hour}:{minute}"
+        key = stamp[:12] if len(stamp) == 15 else f"{month_name} {day} {hour}:{minute}"
         base = self._minutes.get(key)
         if base is None:
             month = MONTHS.get(month_name)

@@ -39,5 +39,15 @@ class Histogram:
         counts[bisect_left(self.bounds, value)] += 1
         self._sums[key] += value
 
+    def add(self, key: Hashable, data: HistogramData) -> None:
+        """Add another histogram's counts for ``key`` (same bounds)."""
+        counts = self._counts.get(key)
+        if counts is None:
+            counts = self._counts[key] = [0] * (len(self.bounds) + 1)
+            self._sums[key] = 0.0
+        for i, count in enumerate(data.counts):
+            counts[i] += count
+        self._sums[key] += data.total
+
     def snapshot(self) -> dict[Hashable, HistogramData]:
         return {k: HistogramData(tuple(c), self._sums[k]) for k, c in self._counts.items()}

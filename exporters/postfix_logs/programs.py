@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from exporters.postfix_logs.labels import BoundedLabel
 from exporters.postfix_logs.parsers import (
     FOREIGN_PARSERS,
-    POSTFIX_PARSERS,
+    POSTFIX_RULES,
+    UNKNOWN,
     Parser,
+    Rules,
     parse_foreign,
-    parse_unknown,
 )
 
 OTHER = "other"
@@ -62,6 +63,10 @@ class Program:
     """First component of the syslog_name: the queue a queue ID belongs to."""
     postfix: bool
     parse: Parser
+    """``parse(message)`` -> ``(Kind, match)`` or None."""
+    rules: Rules | None = None
+    """The parser's rule table, which the aggregator's hot loop walks itself (saving a
+    call per line); None for programs parsed by a plain function."""
 
 
 class ServiceMap:
@@ -127,13 +132,13 @@ class ProgramTable:
     def _resolve(self, program: str) -> Program:
         syslog_name, slash, daemon = program.rpartition("/")
         if slash:
-            parse = POSTFIX_PARSERS.get(daemon)
+            rules = POSTFIX_RULES.get(daemon)
             return self._make(
                 self._services.service(syslog_name),
-                daemon if parse is not None else OTHER,
+                daemon if rules is not None else OTHER,
                 self._instances(syslog_name.split("/")[0]),
                 True,
-                parse or parse_unknown,
+                rules or UNKNOWN,
             )
         label = FOREIGN_PROGRAMS.get(program)
         if label is None:
@@ -143,14 +148,23 @@ class ProgramTable:
         if program.startswith("postfix"):
             # "postfix[123]: fatal: ..." from the postfix command itself, or a mangled name
             service = self._services.service(program)
-            return self._make(service, OTHER, self._instances(program), True, parse_unknown)
+            return self._make(service, OTHER, self._instances(program), True, UNKNOWN)
         return self._make(OTHER, OTHER, "", False, parse_foreign)
 
+    def canonical(self, service: str, daemon: str, instance: str, postfix: bool) -> Program:
+        """The Program for these labels (counts merged from another process)."""
+        parse = POSTFIX_RULES.get(daemon, UNKNOWN) if postfix else parse_foreign
+        return self._make(service, daemon, instance, postfix, parse)
+
     def _make(
-        self, service: str, daemon: str, instance: str, postfix: bool, parse: Parser
+        self, service: str, daemon: str, instance: str, postfix: bool, parse: Rules | Parser
     ) -> Program:
         key = (service, daemon, instance, postfix)
         found = self._canonical.get(key)
         if found is None:
-            found = self._canonical[key] = Program(service, daemon, instance, postfix, parse)
+            if isinstance(parse, Rules):
+                found = Program(service, daemon, instance, postfix, parse.parse, parse)
+            else:
+                found = Program(service, daemon, instance, postfix, parse)
+            self._canonical[key] = found
         return found

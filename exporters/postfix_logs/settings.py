@@ -20,5 +20,6 @@ class LogSettings:
     """Also export the Tor Project mtail program's metric names and labels."""
     tracker_max_messages: int = 100_000
     tracker_ttl_seconds: float = 5 * 86400.0
-    max_line_bytes: int = 16384
-    """Longer lines are cut to this size (and counted) before parsing."""
+    max_line_bytes: int = 64 * 1024
+    """Longer lines are cut to this size (and counted) before parsing; the sources cut
+    first, at their own ``max_line_bytes``, so this is a backstop."""

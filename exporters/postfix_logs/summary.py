@@ -56,6 +56,7 @@ class Summary:
         self.recipient_domains: Counter[str] = Counter()
         self.sender_domains: Counter[str] = Counter()
         self._sizes: dict[str, int] = {}
+        self._hours: dict[str | int, str] = {}
         self._deferred: set[str] = set()
         self._handlers: dict[Kind, Callable[[Program, Match[str], str | float], None]] = {
             Kind.CLIENT: self._received,
@@ -73,11 +74,10 @@ class Summary:
             Kind.LIFECYCLE: self._lifecycle,
             Kind.NOTIFICATION: self._notification,
         }
+        self.kinds = frozenset(self._handlers)
 
     def observe(self, kind: Kind, program: Program, match: Match[str], stamp: str | float) -> None:
-        handler = self._handlers.get(kind)
-        if handler is not None:
-            handler(program, match, stamp)
+        self._handlers[kind](program, match, stamp)
 
     # ---- merging parts ------------------------------------------------------------
 
@@ -113,10 +113,23 @@ class Summary:
 
     def _count(self, event: str, stamp: str | float, n: int = 1) -> None:
         self.totals[event] += n
-        when = self._epoch(stamp)
-        if when is not None:
-            hour = datetime.fromtimestamp(when).strftime("%Y-%m-%d %H:00")
+        hour = self._hour(stamp)
+        if hour is not None:
             self.hourly.setdefault(hour, Counter())[event] += n
+
+    def _hour(self, stamp: str | float) -> str | None:
+        """``2023-03-14 00:00`` in this machine's time zone, cached per hour of the log."""
+        key: str | int = int(stamp // 3600) if isinstance(stamp, float) else stamp[:13] + stamp[-6:]
+        hour = self._hours.get(key)
+        if hour is None:
+            when = self._epoch(stamp)
+            if when is None:
+                return None
+            hour = datetime.fromtimestamp(when).strftime("%Y-%m-%d %H:00")
+            if len(self._hours) > 4096:
+                self._hours.clear()
+            self._hours[key] = hour
+        return hour
 
     def _received(self, prog: Program, m: Match[str], stamp: str | float) -> None:
         self._count("received", stamp)

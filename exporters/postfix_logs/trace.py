@@ -25,6 +25,8 @@ def bare_message_id(text: str) -> str:
 class TraceLinks:
     """Pass one: an undirected graph of queue IDs and message-ids."""
 
+    kinds = frozenset({Kind.MESSAGE_ID, Kind.DELIVERY, Kind.NOTIFICATION})
+
     def __init__(self) -> None:
         self._edges: defaultdict[str, set[str]] = defaultdict(set)
 
@@ -71,6 +73,8 @@ class TraceLine:
 
 class TraceCollector:
     """Pass two: the lines that mention one of the queue IDs, in log order."""
+
+    kinds = frozenset(Kind)
 
     def __init__(self, qids: Iterable[str]) -> None:
         self.qids = frozenset(qids)

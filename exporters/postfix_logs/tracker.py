@@ -23,9 +23,10 @@ PATH_DEPTH = 6
 
 
 class _Entry:
-    __slots__ = ("origin", "path", "queued")
+    __slots__ = ("born", "origin", "path", "queued")
 
-    def __init__(self, origin: float, path: tuple[str, ...]) -> None:
+    def __init__(self, born: float, origin: float, path: tuple[str, ...]) -> None:
+        self.born = born
         self.origin = origin
         self.path = path
         self.queued = False
@@ -49,8 +50,7 @@ class MessageTracker:
         self._ttl = ttl
         self._grace = grace
         self._entries: dict[str, _Entry] = {}
-        self._born: dict[str, float] = {}
-        """Insertion-ordered first-seen times, for TTL expiry from the oldest end."""
+        """In first-seen order, so expiry and eviction start at the oldest end."""
         self._pending: dict[str, tuple[_Entry, float]] = {}
         """``queued as Y`` seen before ``Y``'s own first line: Y -> (parent, when)."""
         self._finals: deque[tuple[_Entry, float, str | None]] = deque()
@@ -69,10 +69,10 @@ class MessageTracker:
             return
         parent = self._pending.pop(qid, None)
         if parent is not None:
-            entry = _Entry(parent[0].origin, self._extend(parent[0].path, service))
+            entry = _Entry(when, parent[0].origin, self._extend(parent[0].path, service))
         else:
-            entry = _Entry(when, self._intern((service,)))
-        self._add(qid, entry, when)
+            entry = _Entry(when, when, self._intern((service,)))
+        self._add(qid, entry)
 
     def first_queued(self, qid: str) -> bool:
         """True the first time qmgr queues ``qid`` (it logs again after each deferral)."""
@@ -105,7 +105,6 @@ class MessageTracker:
 
     def removed(self, qid: str, when: float) -> None:
         if self._entries.pop(qid, None) is not None:
-            self._born.pop(qid, None)
             self._gone[qid] = when
 
     def flush(self, now: float) -> None:
@@ -129,24 +128,21 @@ class MessageTracker:
         """Observe every waiting final delivery (end of a one-shot input)."""
         self.flush(float("inf"))
 
-    def _add(self, qid: str, entry: _Entry, when: float) -> None:
-        self._entries[qid] = entry
-        self._born[qid] = when
-        if len(self._entries) > self._max:
-            oldest = next(iter(self._born))
-            del self._born[oldest]
-            del self._entries[oldest]
+    def _add(self, qid: str, entry: _Entry) -> None:
+        entries = self._entries
+        entries[qid] = entry
+        if len(entries) > self._max:
+            del entries[next(iter(entries))]
             self.evicted += 1
 
     def _expire(self, now: float) -> None:
-        born = self._born
+        entries = self._entries
         limit = now - self._ttl
-        while born:
-            qid, first = next(iter(born.items()))
-            if first >= limit:
+        while entries:
+            qid, entry = next(iter(entries.items()))
+            if entry.born >= limit:
                 break
-            del born[qid]
-            self._entries.pop(qid, None)
+            del entries[qid]
             self.evicted += 1
 
     def _extend(self, path: tuple[str, ...], service: str) -> tuple[str, ...]:

@@ -53,7 +53,9 @@ class Rules:
         for head in SEVERITY_HEADS:
             table[head] = (*table.get(head, ()), SEVERITY)
         self.heads = frozenset(table)
-        self.parse = _parser(table, tuple(queue_id))
+        self.table = table
+        self.queue_id = tuple(queue_id)
+        self.parse = _parser(table, self.queue_id)
 
     def __call__(self, message: str) -> Parsed | None:
         return self.parse(message)
@@ -74,5 +76,6 @@ def _parser(table: dict[str, tuple[Rule, ...]], queue_id: tuple[Rule, ...]) -> P
     return parse
 
 
-parse_unknown = Rules({}).parse
+UNKNOWN = Rules({})
 """For daemons and programs nobody wrote rules for: only severity lines are understood."""
+parse_unknown = UNKNOWN.parse
