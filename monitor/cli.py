@@ -9,9 +9,10 @@ from collections.abc import Sequence
 from monitor import __version__
 from monitor.commands import config_check, run, serve
 from monitor.lab import cli as lab
+from monitor.logs import command as logs
 from monitor.logsetup import setup_logging
 
-SUBCOMMANDS = (run, serve, config_check, lab)
+SUBCOMMANDS = (run, serve, config_check, lab, logs)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,21 @@
+"""The Postfix log exporter's face in the application: settings from the config, the
+one-shot ``mailprobe logs`` command and its report."""
+
+from __future__ import annotations
+
+from exporters.postfix_logs.reasons import DEFAULT_REASONS, ReasonRule
+from exporters.postfix_logs.settings import LogSettings
+from monitor.config.logs import LogsSection
+
+
+def log_settings(section: LogsSection) -> LogSettings:
+    """The exporter's typed settings for a validated ``logs`` section."""
+    configured = tuple(ReasonRule(r.reason, r.pattern) for r in section.reasons)
+    return LogSettings(
+        services=dict(section.services),
+        domains=tuple(section.domains),
+        reasons=configured + DEFAULT_REASONS,
+        mtail_compat=section.mtail_compat,
+        tracker_max_messages=section.tracker.max_messages,
+        tracker_ttl_seconds=section.tracker.ttl,
+    )
