@@ -489,6 +489,7 @@ async def test_dnssec_expired_is_bogus_not_missing() -> None:
     assert outcome.facts["rrsig_expiry_timestamp"] == 1577923200
     assert outcome.reason.startswith("zone example.test is DNSSEC-bogus: SOA example.test:")
     assert "its signatures expired 2020-01-02T00:00:00Z" in outcome.reason
+    assert outcome.reason.count("DNSSEC-bogus") == 1  # one message for the zone
     mx = await run(check_mx, MxSettings(D), validating(signed("20200102000000")))
     assert "MX example.test: DNSSEC validation failed (bogus)" in mx.reason
     assert "no MX" not in mx.reason

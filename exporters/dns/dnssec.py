@@ -33,6 +33,7 @@ async def check_dnssec(resolver: StubResolver, settings: DnssecSettings, phase: 
     found = Findings()
     now = settings.clock()
     expiries: list[int] = []
+    bogus: list[DnsBogus] = []
     for rdtype in (dns.rdatatype.SOA, dns.rdatatype.DNSKEY):
         question = f"{dns.rdatatype.to_text(rdtype)} {zone}"
         phase.enter(question)
@@ -40,15 +41,9 @@ async def check_dnssec(resolver: StubResolver, settings: DnssecSettings, phase: 
             answer = await resolver.query(zone, rdtype)
         except DnsBogus as exc:
             found.dnssec(exc.answer)
-            expiry = exc.answer.rrsig_expiry
-            if expiry is not None:
-                expiries.append(expiry)
-            when = (
-                f"; its signatures expired {_when(expiry)}"
-                if expiry is not None and expiry <= now
-                else ""
-            )
-            found.fail(f"zone {zone} is DNSSEC-bogus: {exc.reason}{when}")
+            bogus.append(exc)
+            if exc.answer.rrsig_expiry is not None:
+                expiries.append(exc.answer.rrsig_expiry)
             continue
         except DnsError as exc:
             found.fail(f"zone {zone}: {exc.reason}")
@@ -57,6 +52,12 @@ async def check_dnssec(resolver: StubResolver, settings: DnssecSettings, phase: 
         _judge_answer(zone, question, answer, found)
         if answer.rrsig_expiry is not None:
             expiries.append(answer.rrsig_expiry)
+    if bogus:
+        # One message for the zone: the first bogus answer's reason, and when the
+        # signatures ran out if that is why.
+        expired = [e for e in expiries if e <= now]
+        when = f"; its signatures expired {_when(min(expired))}" if expired else ""
+        found.fails.insert(0, f"zone {zone} is DNSSEC-bogus: {bogus[0].reason}{when}")
     if expiries:
         earliest = min(expiries)
         found.facts["rrsig_expiry_timestamp"] = earliest
