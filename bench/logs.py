@@ -1,0 +1,204 @@
+#!/usr/bin/env python3
+"""Throughput and peak RSS of ``mailprobe logs`` beside pflogsumm,
+prometheus-postfix-exporter and mtail, on the same large file, in one run.
+
+    python bench/logs.py [--lines 700000] [--rounds 3] [--workdir /tmp/mailprobe-bench]
+
+Needs the Debian packages pflogsumm, prometheus-postfix-exporter and mtail
+(deploy/apt-packages.txt). Each tool is run as research §e describes:
+
+* ``mailprobe logs FILE`` and ``pflogsumm FILE``: one-shot, output discarded; wall
+  time, CPU time and peak RSS from ``wait4``.
+* prometheus-postfix-exporter only tails: it is started on an empty file, the input is
+  appended in one go, and the clock runs until ``postfix_qmgr_messages_removed_total``
+  equals the file's ``qmgr ... removed`` lines (scraped every 50 ms on loopback).
+* ``mtail --one_shot`` with Debian's stock ``examples/postfix.mtail``.
+
+The common file has RFC 3164 stamps and ASCII only, because the stock mtail program
+cannot parse RFC 3339 stamps and mtail stops at the first invalid UTF-8 byte (research
+TL;DR 1-2). mailprobe additionally reads the RFC 3339 variant with raw client bytes,
+as Debian 12's rsyslog writes them. Every tool runs ``--rounds`` times, interleaved;
+the best round counts (the machine is shared).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.maillog import generate
+
+MTAIL_PROGRAM = Path("/usr/share/doc/mtail/examples/postfix.mtail")
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class Run:
+    wall: float
+    cpu: float
+    rss_mb: float
+
+
+def run_command(command: list[str]) -> Run:
+    started = time.monotonic()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _pid, status, usage = os.wait4(process.pid, 0)
+    wall = time.monotonic() - started
+    if status != 0:
+        raise RuntimeError(f"{command[0]} exited with status {status}")
+    return Run(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def _peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _removed(port: int) -> int:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as reply:
+            text = reply.read().decode()
+    except OSError:
+        return -1
+    for line in text.splitlines():
+        if line.startswith("postfix_qmgr_messages_removed_total"):
+            return int(float(line.split()[-1]))
+    return 0
+
+
+def run_exporter(source: Path, workdir: Path, expected: int) -> Run:
+    tailed = workdir / "tailed.log"
+    tailed.write_bytes(b"")
+    port = _free_port()
+    process = subprocess.Popen(
+        [
+            "prometheus-postfix-exporter",
+            f"--web.listen-address=127.0.0.1:{port}",
+            f"--postfix.logfile_path={tailed}",
+            f"--postfix.showq_path={workdir / 'no-showq'}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while _removed(port) < 0:
+            if time.monotonic() > deadline:
+                raise RuntimeError("prometheus-postfix-exporter did not start")
+            time.sleep(0.05)
+        time.sleep(0.5)  # let it open and seek to the end of the empty file
+        cpu_before = _cpu_seconds(process.pid)
+        started = time.monotonic()
+        with source.open("rb") as src, tailed.open("ab") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+        deadline = started + 300
+        while _removed(port) < expected:
+            if time.monotonic() > deadline:
+                raise RuntimeError("prometheus-postfix-exporter did not catch up")
+            time.sleep(0.05)
+        wall = time.monotonic() - started
+        return Run(wall, _cpu_seconds(process.pid) - cpu_before, _peak_rss_mb(process.pid))
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=10)
+
+
+def prepare(workdir: Path, lines: int) -> tuple[Path, Path]:
+    workdir.mkdir(parents=True, exist_ok=True)
+    common = workdir / f"mail-{lines}-bsd-ascii.log"
+    native = workdir / f"mail-{lines}-rfc3339.log"
+    for path, fmt, ascii_only in ((common, "bsd", True), (native, "rfc3339", False)):
+        if not path.exists():
+            with path.open("wb") as out:
+                out.writelines(generate(lines, fmt, ascii_only))
+    return common, native
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--lines", type=int, default=700_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/mailprobe-bench"))
+    args = parser.parse_args()
+    common, native = prepare(args.workdir, args.lines)
+    removed = sum(
+        1 for line in common.open("rb") if b"/qmgr[" in line and line.endswith(b": removed\n")
+    )
+    progs = args.workdir / "mtail-progs"
+    progs.mkdir(exist_ok=True)
+    shutil.copy(MTAIL_PROGRAM, progs / "postfix.mtail")
+    mailprobe = [sys.executable, "-m", "monitor", "logs"]
+
+    tools: list[tuple[str, str, Callable[[], Run]]] = [
+        ("mailprobe logs", common.name, lambda: run_command([*mailprobe, str(common)])),
+        (
+            "mailprobe logs --jobs 1",
+            common.name,
+            lambda: run_command([*mailprobe, "--jobs", "1", str(common)]),
+        ),
+        ("mailprobe logs", native.name, lambda: run_command([*mailprobe, str(native)])),
+        ("pflogsumm", common.name, lambda: run_command(["pflogsumm", str(common)])),
+        (
+            "prometheus-postfix-exporter",
+            common.name,
+            lambda: run_exporter(common, args.workdir, removed),
+        ),
+        (
+            "mtail --one_shot",
+            common.name,
+            lambda: run_command(
+                ["mtail", "--one_shot", "--progs", str(progs), "--logs", str(common)]
+            ),
+        ),
+    ]
+    best: dict[tuple[str, str], Run] = {}
+    for _round in range(args.rounds):
+        for name, file_name, measure in tools:
+            run = measure()
+            key = (name, file_name)
+            if key not in best or run.wall < best[key].wall:
+                best[key] = run
+
+    reference = best[("mailprobe logs", common.name)].wall
+    print(f"{args.lines} lines per file, best of {args.rounds} rounds, {os.cpu_count()} CPUs")
+    print(
+        f"{'tool':<30} {'file':<32} {'wall s':>7} {'lines/s':>9} {'CPU s':>7}"
+        f" {'peak RSS MB':>11} {'wall / mailprobe':>16}"
+    )
+    for (name, file_name), run in best.items():
+        print(
+            f"{name:<30} {file_name:<32} {run.wall:>7.2f} {args.lines / run.wall:>9.0f}"
+            f" {run.cpu:>7.2f} {run.rss_mb:>11.1f} {run.wall / reference:>16.2f}"
+        )
+    pflogsumm = best[("pflogsumm", common.name)].wall
+    print(f"mailprobe logs / pflogsumm wall time: {reference / pflogsumm:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
