@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 from exporters.postfix_logs.settings import LogSettings
+from monitor.metrics.postfix import render_reference
 from tests.postfix_metrics import scrape
 
 PUBLIC = Path("/work/shared/data/postfix")
@@ -166,3 +168,21 @@ def test_public_log_values_match_independent_counts() -> None:
     s = scrape(youyo.read_text().splitlines())
     assert s.value("postfix_cleanup_messages_processed_total") == _count(youyo, "cleanup", "id=")
     assert s.value("postfix_smtpd_connects_total") == _count(youyo, "smtpd", "]: connect from")
+
+
+def test_promtool_accepts_the_exposition() -> None:
+    from tests.test_postfix_mtail_compat import LOG
+
+    for settings in (SETTINGS, LogSettings(mtail_compat=True)):
+        text = scrape(MIXED + LOG, settings).text
+        checked = subprocess.run(
+            ["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=30
+        )
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_the_metric_reference_in_the_docs_is_current() -> None:
+    doc = (Path(__file__).parents[1] / "docs" / "postfix-logs.md").read_text()
+    assert render_reference() in doc, (
+        "docs/postfix-logs.md is stale: paste `python -m monitor.metrics.postfix` into it"
+    )

@@ -116,6 +116,8 @@ class LogAggregator:
         self.settings = settings
         self._programs = ProgramTable(ServiceMap(settings.services))
         self._lookup = self._programs.lookup
+        self._tokens: dict[str, Program] = {}
+        """``program[pid]:`` as it appears in lines -> Program (bounded, cleared when full)."""
         self.clock = clock or Clock()
         self._window = window
         self._watchers: list[tuple[Observer, ...]] = [
@@ -301,6 +303,7 @@ class LogAggregator:
         :func:`split_envelope`'s regex, which decides what is malformed.
         """
         months = MONTHS
+        tokens = self._tokens
         slow_split = split_envelope
         cached = self._programs.cached
         lookup = self._lookup
@@ -322,16 +325,27 @@ class LogAggregator:
                     parts = [text[:end], *text[end + 1 :].split(" ", 2)]
                 else:
                     parts = None
-                split = False
-                if parts is not None and len(parts) == 4 and parts[1] and parts[2][-1:] == ":":
-                    stamp, program, message = parts[0], parts[2][:-1], parts[3]
-                    bracket = program.find("[")
-                    if bracket < 0:
-                        split = bool(program)
-                    elif program[-1] == "]" and program[bracket + 1 : -1].isdigit() and bracket:
-                        program = program[:bracket]
-                        split = True
-                if not split:
+                prog = None
+                if parts is not None and len(parts) == 4 and parts[1]:
+                    # "postfix/smtpd[297535]:" -> Program; daemons keep their pid a while
+                    token = parts[2]
+                    prog = tokens.get(token)
+                    if prog is None and token[-1:] == ":":
+                        program = token[:-1]
+                        bracket = program.find("[")
+                        if bracket < 0:
+                            if program:
+                                prog = cached(program) or lookup(program)
+                        elif program[-1] == "]" and program[bracket + 1 : -1].isdigit() and bracket:
+                            program = program[:bracket]
+                            prog = cached(program) or lookup(program)
+                        if prog is not None:
+                            if len(tokens) >= 8192:
+                                tokens.clear()
+                            tokens[token] = prog
+                    if prog is not None:
+                        stamp, message = parts[0], parts[3]
+                if prog is None:
                     envelope = slow_split(text)
                     if envelope is None:
                         malformed += 1
@@ -339,13 +353,13 @@ class LogAggregator:
                             on_raw(None, text)
                         continue
                     stamp, _host, program, _pid, message = envelope
+                    prog = cached(program) or lookup(program)
                 if window is not None and not self._in_window(stamp):
                     outside += 1
                     continue
                 last = stamp
                 if not first:
                     first = stamp
-                prog = cached(program) or lookup(program)
                 rules = prog.rules
                 match = None
                 if rules is not None:  # Rules.parse, inlined

@@ -662,3 +662,31 @@ def _by_instance(state: Mapping[Any, int]) -> dict[Labels, int]:
     for prog, value in state.items():
         sums[(prog.instance,)] += value
     return sums
+
+
+def render_reference() -> str:
+    """The metric table in docs/postfix-logs.md (``python -m monitor.metrics.postfix``)."""
+    rows = [
+        "| metric | type | labels | meaning |",
+        "|---|---|---|---|",
+        "| `postfix_log_lines_total` | counter | outcome | Log lines read, by outcome:"
+        " postfix_parsed, postfix_unsupported, foreign, malformed. |",
+        "| `postfix_log_lines_truncated_total` | counter | | Lines cut before parsing. |",
+        "| `postfix_log_last_line_timestamp_seconds` | gauge | | Time in the newest line. |",
+        "| `postfix_log_lag_seconds` | gauge | | Scrape time minus the newest line's time. |",
+        "| `postfix_tracked_messages` | gauge | | Queue IDs the message tracker holds. |",
+    ]
+    for family in FAMILIES:
+        labels = ", ".join(family.labels) + (" (+mtail)" if family.compat else "")
+        rows.append(f"| `{family.name}_total` | counter | {labels} | {family.help} |")
+    for histogram in HISTOGRAMS:
+        labels = ", ".join(histogram.labels)
+        rows.append(f"| `{histogram.name}` | histogram | {labels} | {histogram.help} |")
+    for name in MTAIL_NAMES:
+        if not any(name in (f"{f.name}_total", f.name) for f in FAMILIES):
+            rows.append(f"| `{name}` | counter | (mtail) | Only with `logs.mtail_compat`. |")
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    print(render_reference(), end="")
