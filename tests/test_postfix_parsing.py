@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -148,6 +149,28 @@ def test_journal_fields_are_used_without_rerendering() -> None:
     assert snapshot.last_line_time == 1678748431.5
     ((prog, method),) = snapshot.counters["processed"]
     assert (prog.service, prog.daemon, method) == ("submission", "smtpd", "PLAIN")
+
+
+def test_journal_record_batches_and_records_without_identifier() -> None:
+    @dataclass(frozen=True)
+    class Record:
+        message: bytes
+        identifier: str | None
+        pid: int | None
+        realtime_usec: int
+
+    aggregator, seen = _kinds()
+    aggregator.feed_journal_records(
+        [
+            Record(b"connect from a.example[192.0.2.1]", "postfix/smtpd", 7, 1_700_000_000_000_000),
+            Record(b"kernel: something", None, None, 1_700_000_001_000_000),
+            Record(b"4PbC4x469Jz3tBr: removed", "postfix-out/qmgr", 8, 1_700_000_002_250_000),
+        ]
+    )
+    snapshot = aggregator.snapshot()
+    assert seen == [Kind.CONNECT, Kind.FOREIGN, Kind.REMOVED]
+    assert (snapshot.lines.total, snapshot.lines.postfix, snapshot.lines.foreign) == (3, 2, 1)
+    assert snapshot.last_line_time == 1_700_000_002.25
 
 
 # ---- program names -----------------------------------------------------------------

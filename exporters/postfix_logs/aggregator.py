@@ -68,6 +68,15 @@ class Observer(Protocol):
         """Called for every understood line of ``kinds``, after the metrics are updated."""
 
 
+class JournalFields(Protocol):
+    """The journald record fields the aggregator uses (the journald source's records)."""
+
+    message: bytes
+    identifier: str | None
+    pid: int | None
+    realtime_usec: int
+
+
 RawSink = Callable[[Program | None, str], None]
 """Receives unsupported (with their program) and malformed (``None``) lines."""
 
@@ -255,45 +264,64 @@ class LogAggregator:
             yield raw.decode("utf-8", "replace").rstrip("\r\n")
 
     def feed_journal(
-        self, message: str | bytes, identifier: str, pid: str | None, realtime_usec: int | str
+        self,
+        message: str | bytes,
+        identifier: str | None,
+        pid: int | str | None,
+        realtime_usec: int | str,
     ) -> None:
         """A journald record's MESSAGE, SYSLOG_IDENTIFIER, _PID, __REALTIME_TIMESTAMP.
 
         The fields are used as they are: nothing is re-rendered into a syslog line.
         """
+        with self.lock:
+            self._journal(message, identifier, pid, realtime_usec)
+
+    def feed_journal_records(self, records: Iterable[JournalFields]) -> None:
+        """A batch of journal records (the journald source's path: one lock per batch)."""
+        with self.lock:
+            for r in records:
+                self._journal(r.message, r.identifier, r.pid, r.realtime_usec)
+
+    def _journal(
+        self,
+        message: str | bytes,
+        identifier: str | None,
+        pid: int | str | None,
+        realtime_usec: int | str,
+    ) -> None:
         if len(message) > self._max_bytes:
             message = message[: self._max_bytes]
             self.lines_truncated += 1
         if isinstance(message, bytes):
             message = message.decode("utf-8", "replace")
         stamp = int(realtime_usec) / 1e6
-        with self.lock:
-            self.lines_total += 1
-            if self._window is not None and not self._in_window(stamp):
-                self.lines_outside_window += 1
+        self.lines_total += 1
+        if self._window is not None and not self._in_window(stamp):
+            self.lines_outside_window += 1
+            return
+        self._last_stamp = stamp
+        if self.first_stamp is None:
+            self.first_stamp = stamp
+        prog = self._lookup(identifier or "")
+        parsed = prog.parse(message)
+        if prog.postfix:
+            self.lines_postfix += 1
+            if parsed is None:
+                self.lines_unsupported += 1
+                self._unsupported[prog] += 1
+                if self._on_raw is not None:
+                    self._on_raw(prog, f"{identifier}[{pid}]: {message}")
                 return
-            self._last_stamp = stamp
-            if self.first_stamp is None:
-                self.first_stamp = stamp
-            prog = self._lookup(identifier)
-            parsed = prog.parse(message)
-            if prog.postfix:
-                self.lines_postfix += 1
-                if parsed is None:
-                    self.lines_unsupported += 1
-                    self._unsupported[prog] += 1
-                    if self._on_raw is not None:
-                        self._on_raw(prog, f"{identifier}[{pid}]: {message}")
-                    return
-            else:
-                self.lines_foreign += 1
-                self._foreign[prog] += 1
-                if parsed is None:
-                    return
-            kind, match = parsed
-            self._handlers[kind](prog, match, stamp)
-            for observer in self._watchers[kind]:
-                observer.observe(kind, prog, match, stamp)
+        else:
+            self.lines_foreign += 1
+            self._foreign[prog] += 1
+            if parsed is None:
+                return
+        kind, match = parsed
+        self._handlers[kind](prog, match, stamp)
+        for observer in self._watchers[kind]:
+            observer.observe(kind, prog, match, stamp)
 
     def _consume(self, texts: Iterable[str]) -> None:
         """The hot loop: everything per line is inlined here except parser and handler.
