@@ -40,7 +40,7 @@ def test_lab_maillogs_are_understood_and_the_forward_is_traced(lab: Lab) -> None
     options = Options(settings, time.time())
     deadline = time.monotonic() + 15
     while True:  # the last hop logs its delivery a moment after the mailbox has it
-        lines = trace([Part(p) for p in paths], None, options, message_id)  # type: ignore[arg-type]
+        lines = trace([Part(p) for p in paths], None, options, message_id)
         services = {line.service for line in lines}
         delivered = [line for line in lines if "status=sent" in line.message]
         if ({"mx", "srs", "world"} <= services and len(delivered) >= 3) or (

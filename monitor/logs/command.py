@@ -23,7 +23,7 @@ from exporters.postfix_logs.trace import TraceLine
 from monitor.commands.common import EXIT_CANNOT_RUN, add_config_option, print_config_error
 from monitor.config import ConfigError, config_path, load_config
 from monitor.logs import log_settings
-from monitor.logs.engine import Options, analyse, trace
+from monitor.logs.engine import Analysis, Options, analyse, trace
 from monitor.logs.reader import Part, split, total_bytes
 from monitor.logs.report import build, render_text
 
@@ -156,7 +156,7 @@ def _parts(name: str, jobs: int) -> list[Part]:
 
 def _with_progress(
     parts: list[Part], stdin: BinaryIO, options: Options, jobs: int, paths: list[Path]
-) -> Any:
+) -> Analysis:
     size = total_bytes(paths)
     if not sys.stderr.isatty() or size < PROGRESS_MIN_BYTES:
         return analyse(parts, stdin, options, jobs)

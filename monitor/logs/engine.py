@@ -68,7 +68,7 @@ def _unsupported_sink(kept: list[str]) -> Callable[[Program | None, str], None]:
 
 def analyse(
     parts: Sequence[Part],
-    stdin: BinaryIO,
+    stdin: BinaryIO | None,
     options: Options,
     jobs: int,
     progress: Progress | None = None,
@@ -102,7 +102,7 @@ def _advance(nbytes: int) -> None:
 def _work(part: Part, options: Options) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
     kept: list[str] = []
     aggregator, summary = _new(options, kept)
-    for lines in read_part(part, None, _advance):  # type: ignore[arg-type]
+    for lines in read_part(part, None, _advance):
         aggregator.feed_texts(lines)
     return aggregator.export_state(), summary.export(), kept
 
@@ -137,7 +137,9 @@ def _parallel(
 # ---- tracing -----------------------------------------------------------------------
 
 
-def trace(parts: Sequence[Part], stdin: BinaryIO, options: Options, wanted: str) -> list[TraceLine]:
+def trace(
+    parts: Sequence[Part], stdin: BinaryIO | None, options: Options, wanted: str
+) -> list[TraceLine]:
     """Two passes: find the queue IDs of ``wanted``, then collect their lines."""
     links = TraceLinks()
     first = LogAggregator(

@@ -70,8 +70,12 @@ def batches(
         yield [tail]
 
 
-def read_part(part: Part, stdin: BinaryIO, progress: Progress | None = None) -> Iterator[list[str]]:
+def read_part(
+    part: Part, stdin: BinaryIO | None, progress: Progress | None = None
+) -> Iterator[list[str]]:
     if part.path is None:
+        if stdin is None:
+            raise ValueError("stdin is not available here")
         yield from batches(stdin, None, progress)
         return
     if part.compressed:

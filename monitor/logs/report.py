@@ -159,13 +159,7 @@ def render_text(report: Mapping[str, Any]) -> Iterable[str]:
         yield f"  {count:>10}  outgoing TLS, {trust}"
     for method, count in sorted(smtpd["sasl_failures"].items()):
         yield f"  {count:>10}  SASL {method} authentication failures"
-    if report["hourly"]:
-        yield ""
-        yield "Per-hour traffic"
-        yield "----------------"
-        yield "  " + f"{'hour':<17}" + "".join(f"{e:>10}" for e in EVENTS)
-        for row in report["hourly"]:
-            yield "  " + f"{row['hour']:<17}" + "".join(f"{row[e]:>10}" for e in EVENTS)
+    yield from _traffic(report["hourly"])
     titles = (
         ("rejects", "Top reject reasons"),
         ("deferrals", "Top deferral reasons"),
@@ -202,6 +196,31 @@ def render_text(report: Mapping[str, Any]) -> Iterable[str]:
         yield "----------------------------------------------------"
         for daemon, count in sorted(report["unsupported_by_daemon"].items()):
             yield f"  {count:>10}  {daemon}"
+
+
+def _traffic(hourly: list[dict[str, Any]]) -> Iterable[str]:
+    """Per hour for one day; per day and the daily average per hour for longer spans."""
+    if not hourly:
+        return
+    header = "".join(f"{e:>10}" for e in EVENTS)
+    days: dict[str, Counter[str]] = {}
+    hours: dict[str, Counter[str]] = {}
+    for row in hourly:
+        day, hour = row["hour"].split(" ")
+        days.setdefault(day, Counter()).update({e: row[e] for e in EVENTS})
+        hours.setdefault(hour, Counter()).update({e: row[e] for e in EVENTS})
+    if len(days) == 1:
+        yield from ("", "Per-hour traffic", "----------------", f"  {'hour':<17}{header}")
+        for row in hourly:
+            yield f"  {row['hour']:<17}" + "".join(f"{row[e]:>10}" for e in EVENTS)
+        return
+    yield from ("", "Per-day traffic", "---------------", f"  {'day':<17}{header}")
+    for day, counts in sorted(days.items()):
+        yield f"  {day:<17}" + "".join(f"{counts[e]:>10}" for e in EVENTS)
+    title = f"Per-hour traffic, average of {len(days)} days"
+    yield from ("", title, "-" * len(title), f"  {'hour':<17}{header}")
+    for hour, counts in sorted(hours.items()):
+        yield f"  {hour:<17}" + "".join(f"{counts[e] / len(days):>10.1f}" for e in EVENTS)
 
 
 def _bytes(count: int) -> str:
