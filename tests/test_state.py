@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -188,3 +189,23 @@ def test_processes_opening_a_new_file_at_once_migrate_it_once(tmp_path: Path) ->
     outputs = [p.communicate(timeout=30) for p in procs]
     assert [p.returncode for p in procs] == [0] * 4, outputs
     assert [o[0].strip() for o in outputs] == [str(len(MIGRATIONS))] * 4
+
+
+async def test_open_waits_out_a_write_lock_on_a_file_not_yet_in_wal_mode(tmp_path: Path) -> None:
+    """What a process sees while another creates the file: SQLite refuses
+    `journal_mode=WAL` at once, without its busy handler, while another connection holds
+    a write lock on a file still in rollback mode. Opening waits until the lock is gone."""
+    holder = sqlite3.connect(tmp_path / STATE_FILE_NAME, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    released = asyncio.get_running_loop().call_later(0.3, holder.execute, "COMMIT")
+    started = time.monotonic()
+    try:
+        store = await StateStore.open(tmp_path)
+    finally:
+        released.cancel()
+        holder.close()
+    try:
+        assert time.monotonic() - started >= 0.3
+        assert await store.schema_version() == len(MIGRATIONS)
+    finally:
+        await store.close()

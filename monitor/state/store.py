@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -31,8 +32,12 @@ class StateError(Exception):
 def _connect(path: Path) -> sqlite3.Connection:
     try:
         conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
-        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
     except sqlite3.Error as exc:
+        raise StateError(f"cannot open state file {path}: {exc}") from exc
+    try:
+        mode = _switch_to_wal(conn)
+    except sqlite3.Error as exc:
+        conn.close()
         raise StateError(f"cannot open state file {path}: {exc}") from exc
     if mode != "wal":
         conn.close()
@@ -40,6 +45,25 @@ def _connect(path: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     return conn
+
+
+def _switch_to_wal(conn: sqlite3.Connection) -> str:
+    """``PRAGMA journal_mode=WAL``; return the mode the file is in afterwards.
+
+    SQLite answers this pragma SQLITE_BUSY at once, without calling the busy handler,
+    while another process creates the file, switches it to WAL or removes the WAL on its
+    last close (https://www.sqlite.org/wal.html#sometimes_queries_return_sqlite_busy_in_wal_mode).
+    Those locks last milliseconds: wait them out here, up to the busy timeout.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            return str(conn.execute("PRAGMA journal_mode=WAL").fetchone()[0])
+        except sqlite3.OperationalError as exc:
+            busy = exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY
+            if not busy or time.monotonic() > deadline:
+                raise
+        time.sleep(0.01)
 
 
 def migrate(conn: sqlite3.Connection, migrations: Sequence[Sequence[str]] = MIGRATIONS) -> int:
