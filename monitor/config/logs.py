@@ -9,16 +9,73 @@ from pydantic import Field, field_validator, model_validator
 
 from monitor.config.base import ConfigPath, Strict
 
+_FILE_ONLY = ("path", "poll_interval", "rotate_wait")
+_JOURNALD_ONLY = ("matches", "units", "directory")
+
 
 class LogSource(Strict):
     type: Literal["file", "journald", "stdin"] = "file"
     path: ConfigPath | None = None
+    name: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Names the source's saved position in the state; "
+        "default `file:<path>`, `journald` or `stdin`.",
+    )
+    start: Literal["end", "beginning"] = Field(
+        default="end",
+        description="Where to start when no position is saved yet (file, journald).",
+    )
+    max_line_bytes: int = Field(
+        default=64 * 1024,
+        ge=256,
+        le=16 * 1024 * 1024,
+        description="Longer lines (journald: messages) are cut to this length and counted.",
+    )
+    poll_interval: float = Field(
+        default=0.25, gt=0, le=10, description="file: seconds between looks at the file."
+    )
+    rotate_wait: float = Field(
+        default=2.0,
+        ge=0,
+        le=300,
+        description="file: seconds a rotated file is still read after it stops growing.",
+    )
+    matches: list[str] | None = Field(
+        default=None,
+        description="journald: journalctl matches (`FIELD=value`, `+`); "
+        "default `SYSLOG_FACILITY=2` (mail).",
+    )
+    units: list[str] = Field(default_factory=list, description="journald: units (`-u`).")
+    directory: ConfigPath | None = Field(
+        default=None, description="journald: read journal files from this directory."
+    )
 
     @model_validator(mode="after")
-    def _path_for_files(self) -> LogSource:
+    def _fields_fit_type(self) -> LogSource:
         if self.type == "file" and self.path is None:
             raise ValueError("a file source needs 'path'")
+        foreign = [
+            key
+            for key in self.model_fields_set
+            if (key in _FILE_ONLY and self.type != "file")
+            or (key in _JOURNALD_ONLY and self.type != "journald")
+        ]
+        if foreign:
+            raise ValueError(f"{', '.join(sorted(foreign))}: not for a {self.type} source")
+        if self.type == "stdin" and "start" in self.model_fields_set:
+            raise ValueError("start: stdin is always read from its start")
+        for match in self.matches or ():
+            if match != "+" and "=" not in match:
+                raise ValueError(f"matches: {match!r} is not FIELD=value or +")
         return self
+
+    @property
+    def state_key(self) -> str:
+        """Where the source's position is saved: ``name``, else one derived from the type."""
+        if self.name is not None:
+            return self.name
+        return f"file:{self.path}" if self.type == "file" else self.type
 
 
 _LABEL = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}")
@@ -82,3 +139,15 @@ class LogsSection(Strict):
     services: dict[str, str] = Field(default_factory=dict)
     """Maps a syslog_name path (``postfix-mx``, ``postfix/submission``) to a service label."""
     domains: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _distinct_sources(self) -> LogsSection:
+        if sum(source.type == "stdin" for source in self.sources) > 1:
+            raise ValueError("sources: there is only one stdin")
+        keys = [source.state_key for source in self.sources]
+        twice = sorted({key for key in keys if keys.count(key) > 1})
+        if twice:
+            raise ValueError(
+                f"sources: {', '.join(twice)} given twice; give each a distinct 'name'"
+            )
+        return self
