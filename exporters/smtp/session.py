@@ -7,6 +7,7 @@ and each aiosmtplib error is mapped to a reason by its type, never by its text.
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import ssl
 import time
@@ -63,7 +64,13 @@ async def _connect_socket(endpoint: SmtpEndpoint) -> socket.socket:
         except (OSError, TimeoutError) as exc:
             sock.close()
             last_error = exc if isinstance(exc, OSError) else OSError("timed out")
-    why = (last_error.strerror or str(last_error)) if last_error else "no address"
+    # asyncio's sock_connect puts its own words in strerror; the errno says it plainly.
+    if last_error is None:
+        why = "no address"
+    elif last_error.errno:
+        why = os.strerror(last_error.errno)
+    else:
+        why = str(last_error)
     raise CheckFailure(
         f"cannot connect to {endpoint.host}:{endpoint.port}: {why.lower()}",
         {"connected": False},
