@@ -72,9 +72,8 @@ SMTP = Rules(
         ),
         compile_rule(
             Kind.TLS_FAILED,
-            QID + r": (?P<event>Cannot start TLS|TLS is required, but (?:was not offered"
-            r"|our offer was rejected)|Server certificate not (?:trusted|verified))"
-            r"(?::? ?(?P<reason>.*))?",
+            QID + r": (?P<event>Cannot start TLS|TLS is required"
+            r"|Server certificate not (?:trusted|verified))(?:[:,]? (?P<reason>.*))?",
         ),
         compile_rule(
             Kind.INFO,

@@ -43,7 +43,7 @@ _WARNINGS = (
     compile_rule(
         Kind.SASL_FAILURE,
         r"(?P<level>warning): " + peer("client") + r": SASL (?P<method>[^\s:]+) authentication"
-        r" (?P<result>failed|aborted)(?:: (?P<text>.*?))?"
+        r" (?P<result>failed|aborted)(?::? ?(?P<text>.*?))?"
         r"(?:, sasl_username=(?P<sasl_username>.*))?$",
     ),
     compile_rule(
