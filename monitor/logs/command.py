@@ -100,6 +100,9 @@ def _run(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if settings is None:
         return EXIT_CANNOT_RUN
+    if not args.files and sys.stdin.isatty():
+        print("mailprobe logs: give log files, or pipe a log into stdin", file=sys.stderr)
+        return EXIT_CANNOT_RUN
     names = args.files or ["-"]
     paths = [Path(n) for n in names if n != "-"]
     for path in paths:
