@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 
 from monitor import __version__
-from monitor.commands import config_check, run, serve
-from monitor.lab import cli as lab
-from monitor.logs import command as logs
 from monitor.logsetup import setup_logging
 
-SUBCOMMANDS = (run, serve, config_check, lab, logs)
+SUBCOMMANDS = {
+    "run": "monitor.commands.run",
+    "serve": "monitor.commands.serve",
+    "config": "monitor.commands.config_check",
+    "lab": "monitor.lab.cli",
+    "logs": "monitor.logs.command",
+}
+"""Subcommand -> the module that registers it. Only the module of the command being
+run is imported (``mailprobe logs`` does not load the web server, the DNS checks or
+the lab: half a second of start-up); ``--help`` imports them all."""
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mailprobe",
         description="Delivery monitor and Prometheus exporter for Postfix mail fleets.",
@@ -28,13 +35,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="stderr log level (logfmt lines)",
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in SUBCOMMANDS:
-        module.register(subparsers)
+    for name, module in SUBCOMMANDS.items():
+        if only is None or name == only:
+            importlib.import_module(module).register(subparsers)
     return parser
 
 
+def _command(argv: Sequence[str]) -> str | None:
+    """The subcommand named in ``argv`` (after the global options), if it is known."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--log-level")
+    _known, rest = pre.parse_known_args(argv)
+    return rest[0] if rest and rest[0] in SUBCOMMANDS else None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(_command(argv))
     args = parser.parse_args(argv)
     setup_logging(args.log_level)
     try:

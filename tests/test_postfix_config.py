@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from exporters.postfix_logs.reasons import DEFAULT_REASONS, ReasonClassifier
+from exporters.postfix_logs.reasons import DEFAULT_REASONS, ReasonClassifier, ReasonRule
 from monitor.config import ConfigError, parse_config
 from monitor.logs import log_settings
 
@@ -54,3 +54,12 @@ def test_bad_logs_keys_are_named(yaml: str, where: str) -> None:
     with pytest.raises(ConfigError) as caught:
         parse_config(yaml)
     assert [issue.path for issue in caught.value.issues] == [where]
+
+
+def test_reason_answers_are_shared_across_digits_only_when_no_rule_reads_digits() -> None:
+    folded = ReasonClassifier(DEFAULT_REASONS)
+    assert folded("Client host rejected: cannot find your hostname, [192.0.2.1]") == "dns"
+    assert folded("Client host rejected: cannot find your hostname, [198.51.100.7]") == "dns"
+    exact = ReasonClassifier((ReasonRule("mailbox_full", r"5\.2\.2"), *DEFAULT_REASONS))
+    assert exact("host said: 552 5.2.2 over quota") == "mailbox_full"
+    assert exact("host said: 552 5.2.3 over quota") == "quota"

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 OTHER = "other"
 _CACHE_LIMIT = 4096
+_NO_DIGITS = str.maketrans("", "", "0123456789")
+_DIGIT = re.compile(r"[0-9]|\\d|\[:digit:\]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,8 +75,13 @@ class ReasonClassifier:
         self.reasons = frozenset(r.reason for r in rules) | {OTHER}
         self._seen: dict[str, str] = {}
         """Reply texts repeat (same table, same remote site): remember recent answers."""
+        self._fold = _NO_DIGITS if not any(_DIGIT.search(r.pattern) for r in rules) else None
+        """When no pattern looks at digits, texts that differ only in digits (client
+        addresses, ids) share one remembered answer."""
 
     def __call__(self, text: str) -> str:
+        if self._fold is not None:
+            text = text.translate(self._fold)
         reason = self._seen.get(text)
         if reason is None:
             reason = next((r for r, p in self._rules if p.search(text) is not None), OTHER)

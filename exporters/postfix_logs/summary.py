@@ -119,7 +119,12 @@ class Summary:
 
     def _hour(self, stamp: str | float) -> str | None:
         """``2023-03-14 00:00`` in this machine's time zone, cached per hour of the log."""
-        key: str | int = int(stamp // 3600) if isinstance(stamp, float) else stamp[:13] + stamp[-6:]
+        if isinstance(stamp, float):
+            key: str | int = int(stamp // 3600)
+        elif stamp[4:5] == "-":
+            key = stamp[:13] + stamp[-6:]  # 2023-03-14T00 and the offset
+        else:
+            key = stamp[: stamp.find(":")]  # Mar 14 00
         hour = self._hours.get(key)
         if hour is None:
             when = self._epoch(stamp)
