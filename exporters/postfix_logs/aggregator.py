@@ -69,12 +69,19 @@ class Observer(Protocol):
 
 
 class JournalFields(Protocol):
-    """The journald record fields the aggregator uses (the journald source's records)."""
+    """The journald record fields the aggregator uses (the journald source's records).
 
-    message: bytes
-    identifier: str | None
-    pid: int | None
-    realtime_usec: int
+    Read-only, so frozen dataclasses such as the source's ``JournalRecord`` match.
+    """
+
+    @property
+    def message(self) -> bytes: ...
+    @property
+    def identifier(self) -> str | None: ...
+    @property
+    def pid(self) -> int | None: ...
+    @property
+    def realtime_usec(self) -> int: ...
 
 
 RawSink = Callable[[Program | None, str], None]

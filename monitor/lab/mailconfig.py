@@ -43,7 +43,17 @@ def config_data(lab: Lab) -> dict[str, Any]:
     return {
         "state_dir": str(lab.dir / "mailprobe-state"),
         "logs": {
-            "sources": [{"type": "file", "path": str(lab.maillog(i))} for i in POSTFIX_INSTANCES],
+            # Every instance's maillog from its start: the lab's logs are small, and its
+            # history is what a demo wants to see; positions then live in state_dir.
+            "sources": [
+                {
+                    "type": "file",
+                    "name": f"maillog-{i}",
+                    "path": str(lab.maillog(i)),
+                    "start": "beginning",
+                }
+                for i in POSTFIX_INSTANCES
+            ],
             "services": services,
             "domains": [lab.domain, lab.world],
         },

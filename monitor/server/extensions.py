@@ -23,6 +23,7 @@ from typing import Protocol
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from monitor.config import Config
+from monitor.logs.service import LogFollowing
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,19 @@ class ExtensionSpec:
     build: Callable[[Config], Extension]
 
 
-EXTENSIONS: tuple[ExtensionSpec, ...] = ()
+def _log_extension(config: Config) -> Extension:
+    """Follow ``logs.sources`` (nothing at all when there are none)."""
+    if not config.logs.sources:
+        return Extension()
+    following = LogFollowing(config.logs, config.state_dir)
+    return Extension(services=[following], collectors=following.collectors)
+
+
+EXTENSIONS: tuple[ExtensionSpec, ...] = (
+    ExtensionSpec(
+        "logs", settings=lambda config: (config.logs, config.state_dir), build=_log_extension
+    ),
+)
 
 
 @dataclass(slots=True)
