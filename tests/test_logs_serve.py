@@ -35,6 +35,7 @@ from monitor.config.logs import LogsSection
 from monitor.lab import Lab
 from monitor.lab.layout import POSTFIX_INSTANCES
 from monitor.logs import log_settings
+from monitor.metrics.log_sources import render_reference
 from monitor.state import STATE_FILE_NAME
 from tests.lab_fixture import submit, swaks, unique
 from tests.postfix_metrics import Scrape
@@ -257,6 +258,7 @@ def test_serve_counts_every_line_across_rotations_and_kill9(
         assert value(text, "postfix_log_source_rotations_total") == 3
         assert value(text, "postfix_log_source_up", source="mail") == 1
         assert value(text, "postfix_log_source_failures_total") == 0
+        assert value(text, READ) == value(text, "postfix_log_lines_total")
         assert value(text, "postfix_log_source_bytes_read_total") == sum(
             len(line) + 1 for line in writer.written
         )
@@ -377,6 +379,13 @@ def test_sources_that_fail_are_logged_retried_and_never_stop_serve(
     assert len(failed) >= 2 and "source=journald" in failed[0], failed
     assert "cannot run journalctl" in failed[0] and "retry_in_seconds=1.0" in failed[0]
     assert "retry_in_seconds=2.0" in failed[1], failed
+
+
+def test_docs_list_the_source_health_metrics() -> None:
+    doc = (ROOT / "docs" / "postfix-logs.md").read_text()
+    assert render_reference() in doc, (
+        "docs/postfix-logs.md is stale: paste `python -m monitor.metrics.log_sources` into it"
+    )
 
 
 # ---- the lab ------------------------------------------------------------------------

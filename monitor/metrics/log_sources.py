@@ -101,8 +101,8 @@ FAILURES_HELP = (
 )
 UP = "postfix_log_source_up"
 UP_HELP = (
-    "1 while the source reads normally; 0 while it cannot open its file or waits to be"
-    " restarted after a failure."
+    "1 while the source reads normally; 0 while it cannot open its file, waits to be"
+    " restarted after a failure, or has ended (stdin at its end)."
 )
 LAST_LINE = "postfix_log_source_last_line_timestamp_seconds"
 LAST_LINE_HELP = "Unix time in the newest line the source read (no sample before the first)."
