@@ -24,7 +24,7 @@ import dns.query
 import dns.rdatatype
 
 from monitor.lab import faults as F
-from monitor.lab import pki, procs
+from monitor.lab import pki, postfix_start, procs
 from monitor.lab.dmarcreport import deliver_first_report
 from monitor.lab.keys import (
     dkim_txt,
@@ -278,7 +278,7 @@ class Lab:
     def _write_config(self, state: LabState) -> None:
         materials, dnssec = self._materials()
         files = render_all(self.spec, state.faults, state.serial, materials, dnssec)
-        write_changed(files)
+        postfix_start.cool_down(write_changed(files))
         self._fix_ownership()
         for path in unreadable_files(self.spec, state.faults):
             path.chmod(0)
@@ -344,7 +344,7 @@ class Lab:
         mail = pwd.getpwnam("mail")
         dovecot_gid = grp.getgrnam("dovecot").gr_gid
         for instance in POSTFIX_INSTANCES:
-            (lay.postfix(instance) / "spool").mkdir(parents=True, exist_ok=True)
+            postfix_start.prepare_queue(lay.postfix(instance) / "spool")
             data = lay.postfix(instance) / "data"
             data.mkdir(parents=True, exist_ok=True)
             os.chown(data, postfix.pw_uid, postfix.pw_gid)
