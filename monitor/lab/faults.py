@@ -75,8 +75,10 @@ class Fault:
     """Services that cannot reload and are restarted instead."""
     stop: tuple[str, ...] = ()
     """Services that are down while the fault is active."""
-    settle: float = 0.0
-    """Seconds to wait after applying, for daemons that notice file changes lazily."""
+    next_second: bool = False
+    """Wait after applying until the wall clock has entered its next whole second: for
+    Dovecot, which stats a passwd-file at most once per second of that clock, so a lookup
+    in the second of the change may still see the file it read before."""
 
 
 def _stop_fault(service: str) -> Fault:
@@ -193,8 +195,7 @@ FAULTS: tuple[Fault, ...] = (
         "service) is gone; IMAP logins still work",
         "smtp AUTH on 587/465 fails for every user (535 5.7.8 authentication failed); the "
         "outbound-submission canary cannot send while the mailbox check stays green",
-        # Dovecot looks at a passwd-file's inode at most once a second.
-        settle=1.1,
+        next_second=True,
     ),
     Fault(
         MX_REJECTS_SPAM,

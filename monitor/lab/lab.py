@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import grp
 import hashlib
+import math
 import os
 import pwd
 import shutil
@@ -544,7 +545,8 @@ class Lab:
                 self._wait_ready([service])
             for service_name in fault.reload:
                 self._reload(self.services[service_name], state)
-            time.sleep(fault.settle)
+            if fault.next_second:
+                _sleep_into_next_second()
 
     def _reload(self, service: Service, state: LabState) -> None:
         if service.name == F.KNOT:
@@ -593,6 +595,13 @@ def _holder(state: LabState) -> int:
 def _next_serial(state: LabState | None) -> int:
     previous = state.serial if state else 0
     return max(previous + 1, int(time.time()))
+
+
+def _sleep_into_next_second() -> None:
+    """Return once the wall clock (``time.time()``) has entered its next whole second."""
+    boundary = math.floor(time.time()) + 1
+    while (left := boundary - time.time()) > 0:
+        time.sleep(left)
 
 
 def _ppid(pid: int) -> int | None:
