@@ -143,13 +143,19 @@ def imap_ok(lab: Lab) -> bool:
     return True
 
 
+# Dovecot answers AUTH late on purpose: 2 s after a failure (auth_failure_delay), and
+# after one it holds the next attempt from the same address for its penalty (4 s seen
+# here, up to 15 s). swaks' 10 s per step left too little room on a busy machine.
+AUTH_STEP_TIMEOUT = 30
+
+
 def auth_transcript(lab: Lab) -> str:
     creds = lab.credentials("alice")
     # swaks reads the password from the environment, never from argv.
     done = subprocess.run(
-        ["swaks", "--timeout", "10", "-s", lab.hosts["submit"].address, "-p", "587", "-tls",
-         "-a", "PLAIN", "-au", creds.username, "--quit-after", "AUTH"],
-        capture_output=True, text=True, timeout=30,
+        ["swaks", "--timeout", str(AUTH_STEP_TIMEOUT), "-s", lab.hosts["submit"].address,
+         "-p", "587", "-tls", "-a", "PLAIN", "-au", creds.username, "--quit-after", "AUTH"],
+        capture_output=True, text=True, timeout=AUTH_STEP_TIMEOUT * 3,
         env={"PATH": "/usr/bin:/bin", "SWAKS_OPT_auth_password": creds.password()},
     )  # fmt: skip
     return done.stdout + done.stderr
