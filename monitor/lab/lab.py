@@ -45,7 +45,7 @@ from monitor.lab.render import (
     write_changed,
     zone_names,
 )
-from monitor.lab.services import Service, python_path, services
+from monitor.lab.services import Service, services
 from monitor.lab.spec import DEFAULT_DOMAIN, DEFAULT_WORLD, LabSpec
 from monitor.lab.state import LabState, locked
 
@@ -389,7 +389,6 @@ class Lab:
     # ----- processes ----------------------------------------------------------------------
     def _start(self, chosen: list[Service], state: LabState) -> None:
         assert state.holder is not None
-        env = dict(os.environ, PYTHONPATH=python_path())
         logs = self.dir / "start-logs"
         logs.mkdir(exist_ok=True)
         running: list[tuple[Service, Path, subprocess.Popen[bytes]]] = []
@@ -400,9 +399,7 @@ class Lab:
             # would otherwise hold the pipe (and us) forever.
             log = logs / f"{service.name}.log"
             with log.open("wb") as out:
-                proc = subprocess.Popen(
-                    cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env
-                )
+                proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
             running.append((service, log, proc))
         errors = []
         for service, log, proc in running:

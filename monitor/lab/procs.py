@@ -24,12 +24,20 @@ class ProcessError(RuntimeError):
     pass
 
 
-def run(argv: Sequence[str], *, timeout: float = COMMAND_TIMEOUT, check: bool = True) -> str:
-    """Run a command to completion; raise ProcessError with its output on failure."""
+def run(
+    argv: Sequence[str],
+    *,
+    timeout: float = COMMAND_TIMEOUT,
+    check: bool = True,
+    input: str | None = None,
+) -> str:
+    """Run a command to completion (``input`` on its stdin, else nothing); raise
+    ProcessError with its output on failure."""
     try:
         done = subprocess.run(
             list(argv),
-            stdin=subprocess.DEVNULL,
+            input=input,
+            stdin=subprocess.DEVNULL if input is None else None,
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -160,16 +168,19 @@ def lo_addresses() -> set[str]:
 
 def add_addresses(addresses: Iterable[str]) -> None:
     present = lo_addresses()
-    for address in addresses:
-        if address not in present:
-            run(["ip", "addr", "add", f"{address}/32", "dev", "lo"])
+    _ip_batch(f"addr add {a}/32 dev lo" for a in addresses if a not in present)
 
 
 def remove_addresses(addresses: Iterable[str]) -> None:
     present = lo_addresses()
-    for address in addresses:
-        if address in present:
-            run(["ip", "addr", "del", f"{address}/32", "dev", "lo"])
+    _ip_batch(f"addr del {a}/32 dev lo" for a in addresses if a in present)
+
+
+def _ip_batch(commands: Iterable[str]) -> None:
+    """Several ``ip`` commands in one process (a lab has two dozen addresses)."""
+    lines = "".join(f"{command}\n" for command in commands)
+    if lines:
+        run(["ip", "-batch", "-"], input=lines)
 
 
 def tcp_listeners() -> set[tuple[str, int]]:
