@@ -98,13 +98,19 @@ async def test_a_check_never_runs_twice_at_once() -> None:
 
 
 async def test_stop_lets_a_run_in_flight_finish_within_the_grace_period() -> None:
+    seen = asyncio.Event()
+
     async def short(phase: Phase) -> Outcome:
+        # Held until the test has seen it in flight: a run of a fixed 0.4 s could end
+        # unseen if the loop stalls, and the next is 30 s away.
+        await seen.wait()
         await asyncio.sleep(0.4)
         return Outcome.ok()
 
     store = ResultsStore()
     scheduler = started(store, [make_check("short", short, interval=30)])
     await wait_for(lambda: scheduler.in_flight == 1, 2)
+    seen.set()
     assert await scheduler.stop(grace=5) == 0
     assert record(store, "short").runs[Status.OK] == 1
 
@@ -121,6 +127,28 @@ async def test_stop_cancels_what_outlives_the_grace_period() -> None:
     assert await scheduler.stop(grace=0.3) == 1
     assert time.monotonic() - begun < 2
     assert record(store, "endless").last is None
+
+
+async def test_the_first_run_comes_at_its_start_even_when_that_has_passed() -> None:
+    """With no spread the first run is due at once, so it has passed by the time the job
+    is added (as a small offset can on a busy machine); it must not slip a whole
+    interval."""
+    ran = asyncio.Event()
+
+    async def first(phase: Phase) -> Outcome:
+        ran.set()
+        return Outcome.ok()
+
+    store = ResultsStore()
+    checks = [make_check("first", first, interval=30)]
+    store.register(checks)
+    scheduler = CheckScheduler(store, start_spread=0, rng=random.Random(1))
+    scheduler.start(checks)
+    try:
+        await asyncio.wait_for(ran.wait(), 5)
+    finally:
+        await scheduler.stop(grace=1)
+    assert record(store, "first").runs[Status.OK] == 1
 
 
 async def test_replace_adds_and_removes_checks() -> None:

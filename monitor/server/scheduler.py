@@ -87,6 +87,10 @@ class CheckScheduler:
             args=(check,),
             id=ident,
             name=ident,
+            # Given, not left to the trigger: if ``first`` has passed by the time the job
+            # is added (a small offset, a busy machine), IntervalTrigger puts the first
+            # run a whole interval later.
+            next_run_time=first,
         )
 
     async def _run_one(self, check: Check) -> None:
