@@ -3,8 +3,9 @@
 Run as ``python -m tests.sources_follower_proc LOG STATE_DIR OUT``. After each batch
 it appends the lines, then a ``#pos <position>`` marker, then commits the position.
 A kill can land between the append and the commit; on start the output is cut back to
-the marker of the committed position, as a consumer whose own state must agree with
-the log position would do. What is left is then exactly what the follower handed out,
+the marker of the committed position (to nothing if that is the start position the
+follower saved by itself before its first batch), as a consumer whose own state must
+agree with the log position would do. What is left is then exactly what the follower handed out,
 up to the committed position, so the test can check it against the writer's sequence.
 It prints ``ready`` once it takes SIGTERM, on which it exits after printing its peak
 RSS in KiB.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import signal
 from pathlib import Path
@@ -32,6 +34,14 @@ def peak_rss_kib() -> int:
     raise RuntimeError("no VmHWM in /proc/self/status")
 
 
+def read_nothing(position: str) -> bool:
+    """Whether ``position`` is past no line: the position FileFollower saves by itself
+    when it starts without one (start=beginning), before any batch and so before any
+    marker of ours."""
+    files: list[list[int | str]] = json.loads(position)["files"]
+    return all(offset == 0 for _dev, _ino, offset, _fp, _len in files)
+
+
 def cut_back(out: Path, committed: str | None) -> None:
     """Drop what was appended after the committed position's marker."""
     data = out.read_bytes() if out.exists() else b""
@@ -39,9 +49,10 @@ def cut_back(out: Path, committed: str | None) -> None:
     if committed is not None:
         marker = MARK + committed.encode() + b"\n"
         found = data.rfind(marker)
-        if found < 0:
+        if found >= 0:
+            keep = found + len(marker)
+        elif not read_nothing(committed):
             raise SystemExit(f"committed position {committed} not in {out}")
-        keep = found + len(marker)
     with out.open("r+b" if out.exists() else "wb") as f:
         f.truncate(keep)
 
