@@ -3,6 +3,7 @@
 prometheus-postfix-exporter and mtail, on the same large file, in one run.
 
     python bench/logs.py [--lines 700000] [--rounds 3] [--workdir /tmp/mailprobe-bench]
+    python bench/logs.py --file PATH [--rounds 3] [--workdir /tmp/mailprobe-bench]
 
 Needs the Debian packages pflogsumm, prometheus-postfix-exporter and mtail
 (deploy/apt-packages.txt). Each tool is run as research §e describes:
@@ -19,12 +20,20 @@ cannot parse RFC 3339 stamps and mtail stops at the first invalid UTF-8 byte (re
 TL;DR 1-2). mailprobe additionally reads the RFC 3339 variant with raw client bytes,
 as Debian 12's rsyslog writes them. Every tool runs ``--rounds`` times, interleaved;
 the best round counts (the machine is shared).
+
+``--file PATH`` measures a log of your own (e.g. the lab's, bench/lablog.py) instead of
+the synthetic ones: mailprobe reads PATH as it is, and every tool (mailprobe too) reads
+a common copy in which RFC 3339 stamps become RFC 3164 ones, a non-default syslog name
+``postfix-NAME/...`` becomes ``postfix/...`` (the incumbents only know that name:
+pflogsumm takes a single ``--syslog-name``, kumina's exporter and the stock mtail program
+none) and bytes outside ASCII become ``?``.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import signal
 import socket
@@ -41,6 +50,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.maillog import generate
 
 MTAIL_PROGRAM = Path("/usr/share/doc/mtail/examples/postfix.mtail")
+MONTHS = (
+    b"Jan",
+    b"Feb",
+    b"Mar",
+    b"Apr",
+    b"May",
+    b"Jun",
+    b"Jul",
+    b"Aug",
+    b"Sep",
+    b"Oct",
+    b"Nov",
+    b"Dec",
+)
+RFC3339 = re.compile(rb"^(\d{4})-(\d\d)-(\d\d)T(\d\d:\d\d:\d\d)(?:\.\d+)?(?:Z|[+-]\d\d:\d\d) ")
+SYSLOG_NAME = re.compile(rb"^(\S+ +\S+ +\S+ +\S+ +)postfix-[\w.-]+/")
+NOT_ASCII = re.compile(rb"[\x80-\xff]")
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -128,6 +154,29 @@ def run_exporter(source: Path, workdir: Path, expected: int) -> Run:
         process.wait(timeout=10)
 
 
+def common_line(line: bytes) -> bytes:
+    """One line of a real log as every incumbent can read it (module docstring)."""
+    stamp = RFC3339.match(line)
+    if stamp is not None:
+        day = int(stamp[3])
+        bsd = b"%s %2d %s " % (MONTHS[int(stamp[2]) - 1], day, stamp[4])
+        line = bsd + line[stamp.end() :]
+    line = SYSLOG_NAME.sub(rb"\1postfix/", line, count=1)
+    return NOT_ASCII.sub(b"?", line)
+
+
+def prepare_file(workdir: Path, source: Path) -> tuple[Path, int]:
+    """The common copy of ``source`` and its line count."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    common = workdir / f"{source.stem}-common.log"
+    lines = 0
+    with source.open("rb") as src, common.open("wb") as out:
+        for line in src:
+            out.write(common_line(line))
+            lines += 1
+    return common, lines
+
+
 def prepare(workdir: Path, lines: int) -> tuple[Path, Path]:
     workdir.mkdir(parents=True, exist_ok=True)
     common = workdir / f"mail-{lines}-bsd-ascii.log"
@@ -144,8 +193,13 @@ def main() -> int:
     parser.add_argument("--lines", type=int, default=700_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/mailprobe-bench"))
+    parser.add_argument("--file", type=Path, help="measure this log instead of synthetic ones")
     args = parser.parse_args()
-    common, native = prepare(args.workdir, args.lines)
+    if args.file is not None:
+        native = args.file
+        common, args.lines = prepare_file(args.workdir, args.file)
+    else:
+        common, native = prepare(args.workdir, args.lines)
     removed = sum(
         1 for line in common.open("rb") if b"/qmgr[" in line and line.endswith(b": removed\n")
     )
