@@ -57,6 +57,7 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import formatdate
 from pathlib import Path
+from typing import Any
 
 import aiosmtplib
 
@@ -66,7 +67,10 @@ from monitor.lab import Lab
 from monitor.lab.layout import POSTFIX_INSTANCES
 from monitor.lab.procs import alive, read_pid
 
-CLIENT_TIMEOUT = 20.0
+CLIENT_TIMEOUT = 10.0
+REST_SECONDS = 5.0
+"""An endpoint that timed out or refused is left alone this long: a throttled or
+stopped service would otherwise hold every worker for a whole timeout."""
 GUESSERS = 3
 """Password guessing sessions at once."""
 FAULTS = (
@@ -131,6 +135,8 @@ class Fleet:
     verifying: ssl.SSLContext
     trusting: ssl.SSLContext
     foreign_ca: ssl.SSLContext
+    resting: dict[tuple[str, int], float] = field(default_factory=dict)
+    """(address, port) -> monotonic time until which no client connects there."""
 
     @classmethod
     def of(cls, lab: Lab) -> Fleet:
@@ -186,15 +192,37 @@ def message(rnd: random.Random, sender: str, to: list[str], domain: str) -> byte
     return msg.as_bytes()
 
 
-def smtp(
-    fleet: Fleet, host: str, port: int, source: str | None = None, **kw: object
-) -> aiosmtplib.SMTP:
-    return aiosmtplib.SMTP(
+class Resting(OSError):
+    """The endpoint timed out or refused a moment ago (``REST_SECONDS``)."""
+
+
+class LabSMTP(aiosmtplib.SMTP):
+    """An SMTP client that skips, and marks, endpoints that do not answer."""
+
+    def __init__(self, resting: dict[tuple[str, int], float], **kw: Any) -> None:
+        super().__init__(**kw)
+        self.resting = resting
+
+    async def connect(self, *args: Any, **kw: Any) -> aiosmtplib.SMTPResponse:
+        key = (str(self.hostname), int(self.port or 0))
+        if self.resting.get(key, 0.0) > time.monotonic():
+            raise Resting(f"{key} is resting")
+        try:
+            return await super().connect(*args, **kw)
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            if outcome_of(exc) in ("timeout", "connect-refused"):
+                self.resting[key] = time.monotonic() + REST_SECONDS
+            raise
+
+
+def smtp(fleet: Fleet, host: str, port: int, source: str | None = None, **kw: Any) -> LabSMTP:
+    return LabSMTP(
+        fleet.resting,
         hostname=host,
         port=port,
         source_address=(source, 0) if source else None,
         timeout=CLIENT_TIMEOUT,
-        **kw,  # type: ignore[arg-type]
+        **kw,
     )
 
 
@@ -410,6 +438,8 @@ SESSION_SCENARIOS: dict[Scenario, int] = {
 
 
 def outcome_of(exc: BaseException) -> str:
+    if isinstance(exc, Resting):
+        return "skipped-resting"
     chain: list[BaseException] = [exc]
     while chain[-1].__cause__ is not None and len(chain) < 5:
         chain.append(chain[-1].__cause__)
@@ -454,6 +484,9 @@ async def worker(
                 outcome = await scenario(fleet, rnd)
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             outcome = outcome_of(exc)
+        if outcome == "skipped-resting":
+            await asyncio.sleep(0.05)
+            continue
         if outcome.startswith("sent"):
             tally.messages_accepted += 1
         tally.outcomes[(scenario.__name__, outcome)] += 1
