@@ -266,7 +266,9 @@ def test_web_tls_and_basic_auth(tmp_path: Path) -> None:
         },
     )
     client_context = ssl.create_default_context(cafile=str(tls.ca_file))
-    with ServeProcess(config) as serve, httpx.Client(verify=client_context, timeout=5) as client:
+    # An unknown user costs serve two bcrypt operations at the default cost (a dummy hash
+    # made once, then checked): about 0.5 s of CPU, which took over 5 s on a busy machine.
+    with ServeProcess(config) as serve, httpx.Client(verify=client_context, timeout=30) as client:
         serve.wait_listening()
         base = f"https://{serve.listen}"
         right = client.get(f"{base}/metrics", auth=("prometheus", password))
