@@ -249,8 +249,9 @@ def test_serve_counts_every_line_across_rotations_and_kill9(
             time.sleep(0.1)
             writer.reopen()
             writer.write(53)
-            time.sleep(0.15)  # the follower moves to the new file before the next one
-        text = read_all(serve, len(writer.written))
+            # The follower has read the new file's lines, so it follows the new file
+            # before the next rotation (a fixed 0.15 s was not always enough when busy).
+            text = read_all(serve, len(writer.written))
         time.sleep(0.4)  # rotate_wait: the renamed files are given up
         text = scrape(serve)
         assert value(text, READ) == len(writer.written)
