@@ -55,9 +55,18 @@ def lab_processes(ns: str, root: Path) -> list[int]:
     return found
 
 
+def up_on_a_free_net(lab_dir: Path) -> subprocess.CompletedProcess[str]:
+    """``lab up`` on a block nobody uses; another test run may take the block we found
+    free a moment before we do (``up`` then refuses it, "in use"): take the next one."""
+    for attempt in range(1, 4):
+        up = cli("up", "--dir", str(lab_dir), "--net", free_net(skip=attempt))
+        if up.returncode == 0 or "in use" not in up.stderr:
+            break
+    return up
+
+
 def test_up_status_down_leaves_nothing(lab: Lab, lab_dir: Path) -> None:
-    net = free_net(skip=1)
-    up = cli("up", "--dir", str(lab_dir), "--net", net)
+    up = up_on_a_free_net(lab_dir)
     assert up.returncode == 0, up.stdout + up.stderr
     second = Lab(lab_dir)
     state = second.state()
