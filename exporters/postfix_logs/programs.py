@@ -146,9 +146,10 @@ class ProgramTable:
         if label is not None:
             return self._make(OTHER, label, "", False, FOREIGN_PARSERS.get(label, parse_foreign))
         if program.startswith("postfix"):
-            # "postfix[123]: fatal: ..." from the postfix command itself, or a mangled name
+            # "postfix[123]: ..." (or "postfix-out[123]") is the postfix command itself
             service = self._services.service(program)
-            return self._make(service, OTHER, self._instances(program), True, UNKNOWN)
+            command = POSTFIX_RULES["postfix"]
+            return self._make(service, "postfix", self._instances(program), True, command)
         return self._make(OTHER, OTHER, "", False, parse_foreign)
 
     def canonical(self, service: str, daemon: str, instance: str, postfix: bool) -> Program:

@@ -12,7 +12,14 @@ from exporters.postfix_logs.parsers.queue import BOUNCE, CLEANUP, PICKUP, POSTSU
 from exporters.postfix_logs.parsers.rules import UNKNOWN, Parser, Rules, parse_unknown
 from exporters.postfix_logs.parsers.screening import DNSBLOG, POSTSCREEN, TLSPROXY
 from exporters.postfix_logs.parsers.smtpd import SMTPD
-from exporters.postfix_logs.parsers.system import ANVIL, MASTER, POSTFIX_SCRIPT, SCACHE, VERIFY
+from exporters.postfix_logs.parsers.system import (
+    ANVIL,
+    MASTER,
+    POSTFIX_COMMAND,
+    POSTFIX_SCRIPT,
+    SCACHE,
+    VERIFY,
+)
 
 POSTFIX_RULES: dict[str, Rules] = {
     "smtpd": SMTPD,
@@ -38,6 +45,7 @@ POSTFIX_RULES: dict[str, Rules] = {
     "discard": AGENT,
     "master": MASTER,
     "postfix-script": POSTFIX_SCRIPT,
+    "postfix": POSTFIX_COMMAND,
     "scache": SCACHE,
     "verify": VERIFY,
     # daemons and tools that log only warnings, errors and fatals
@@ -63,7 +71,6 @@ POSTFIX_RULES: dict[str, Rules] = {
             "postkick",
             "postlock",
             "postcat",
-            "postfix",
         )
     },
 }

@@ -18,6 +18,9 @@ DELIVERY = compile_rule(
 """``to=, [orig_to=,] relay=, [conn_use=,] delay=, delays=a/b/c/d, [tls=,] dsn=, status=``."""
 
 RELAY = peer("relay")
+_BARE_HOST = r"(?P<server>[^\s\[\]:]+)"
+"""A server named without ``[address]``, as Postfix 2.2-2.4's TLS client logged it
+(``setting up TLS connection to smtp.gmail.com``); tried after the usual ``host[ip]``."""
 _TLS_TO = compile_rule(
     Kind.TLS, TRUST + r" TLS connection (?:established|reused) to " + RELAY + TLS_DETAIL
 )
@@ -36,6 +39,12 @@ SMTP = Rules(
                 Kind.TLS_FAILED,
                 r"(?P<event>certificate verification failed) for " + RELAY + r": (?P<reason>.*)",
             ),
+            compile_rule(
+                Kind.TLS_FAILED,
+                r"(?P<event>certificate verification failed) for "
+                + _BARE_HOST
+                + r": (?P<reason>.*)",
+            ),
         ),
         "server": (
             compile_rule(
@@ -48,6 +57,16 @@ SMTP = Rules(
         "SSL_connect": (
             compile_rule(
                 Kind.TLS_FAILED, r"(?P<event>SSL_connect error) to " + RELAY + r": (?P<reason>.*)"
+            ),
+            compile_rule(
+                Kind.TLS_FAILED,
+                r"(?P<event>SSL_connect error) to " + _BARE_HOST + r": (?P<reason>.*)",
+            ),
+        ),
+        "setting": (
+            compile_rule(
+                Kind.INFO,
+                r"setting up TLS connection to (?:" + RELAY + r"|" + _BARE_HOST + r")$",
             ),
         ),
         "Host": (compile_rule(Kind.INFO, r"Host offered STARTTLS: \[(?P<relay_host>[^\]]*)\]"),),
@@ -78,6 +97,10 @@ SMTP = Rules(
         compile_rule(
             Kind.INFO,
             QID + r": enabling PIX workarounds: (?P<workaround>.*) for " + RELAY,
+        ),
+        compile_rule(
+            Kind.INFO,
+            QID + r": enabling PIX workarounds: (?P<workaround>.*) for (?P<server>\S+)$",
         ),
         compile_rule(Kind.INFO, QID + r": breaking line > \d+ bytes"),
         compile_rule(Kind.INFO, RELAY + r": re-using session"),

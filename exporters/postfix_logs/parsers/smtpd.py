@@ -101,6 +101,12 @@ SMTPD = Rules(
         "warning:": _WARNINGS,
         "discarding": (compile_rule(Kind.INFO, r"discarding EHLO keywords: (?P<keywords>.*)"),),
         "setting": (compile_rule(Kind.INFO, r"setting up TLS connection from " + peer("client")),),
+        "cannot": (
+            compile_rule(
+                Kind.TLS_FAILED,
+                r"(?P<event>cannot load [^:]+)(?:: disabling TLS support)?$",
+            ),
+        ),
         "table": (compile_rule(Kind.TABLE_CHANGED, r"table (?P<table>\S+) has changed"),),
     },
     queue_id=(

@@ -41,6 +41,16 @@ POSTFIX_SCRIPT = Rules(
     {head: (_SCRIPT,) for head in ("starting", "stopping", "refreshing", "waiting")}
 )
 
+_COMPATIBILITY = compile_rule(
+    Kind.INFO,
+    r"(?:Postfix is (?:running with|using) backwards-compatible default settings"
+    r"|See http\S+/COMPATIBILITY_README\.html for details"
+    r"|To disable backwards compatibility use .*)$",
+)
+POSTFIX_COMMAND = Rules({head: (_COMPATIBILITY,) for head in ("Postfix", "See", "To")})
+"""The ``postfix`` command itself: Postfix 3's compatibility_level notice (three lines
+at every start or reload while compatibility_level is below the running version's)."""
+
 ANVIL = Rules(
     {
         "statistics:": (
