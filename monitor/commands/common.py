@@ -1,13 +1,30 @@
-"""Pieces several subcommands share: the --config option and loading it."""
+"""Pieces several subcommands share: the --config option and loading it.
+
+``monitor.config`` (pydantic models for every section) is imported only when a config
+is loaded: ``mailprobe logs`` without a config file starts without it.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from monitor.config import Config, ConfigError, config_path, load_config
+if TYPE_CHECKING:
+    from monitor.config import Config, ConfigError
 
 EXIT_CANNOT_RUN = 3
+DEFAULT_CONFIG_PATH = Path("/etc/mailprobe/mailprobe.yml")
+
+
+def config_path(explicit: str | Path | None) -> Path:
+    """``--config``, else ``$MAILPROBE_CONFIG``, else the default path."""
+    if explicit is not None:
+        return Path(explicit)
+    env = os.environ.get("MAILPROBE_CONFIG")
+    return Path(env) if env else DEFAULT_CONFIG_PATH
 
 
 def add_config_option(parser: argparse.ArgumentParser) -> None:
@@ -27,6 +44,8 @@ def print_config_error(error: ConfigError) -> None:
 
 def load_or_report(args: argparse.Namespace) -> Config | None:
     """Load the config named by ``args``; on error print every problem and return None."""
+    from monitor.config import ConfigError, load_config
+
     try:
         return load_config(config_path(args.config))
     except ConfigError as error:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from monitor.commands.common import EXIT_CANNOT_RUN, add_config_option, load_or_report
-from monitor.config import config_path
+from monitor.commands.common import EXIT_CANNOT_RUN, add_config_option, config_path, load_or_report
 
 
 def register(subparsers: Any) -> None:

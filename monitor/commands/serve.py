@@ -6,8 +6,8 @@ import argparse
 import asyncio
 from typing import Any
 
-from monitor.commands.common import EXIT_CANNOT_RUN, add_config_option, load_or_report
-from monitor.config import config_path, parse_listen
+from monitor.commands.common import EXIT_CANNOT_RUN, add_config_option, config_path, load_or_report
+from monitor.config import parse_listen
 from monitor.server.daemon import DEFAULT_GRACE_SECONDS, Daemon
 
 

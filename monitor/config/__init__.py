@@ -3,7 +3,6 @@ name the key path and line instead of showing a traceback."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,6 @@ from monitor.config.logs import LogsSection
 from monitor.config.smtp import SmtpSection
 from monitor.config.web import WebConfig
 
-DEFAULT_CONFIG_PATH = Path("/etc/mailprobe/mailprobe.yml")
 # 9974: picked from the Prometheus default-port range; not verified as unallocated (docs/serve.md).
 DEFAULT_PORT = 9974
 DEFAULT_LISTEN = f"127.0.0.1:{DEFAULT_PORT}"
@@ -88,13 +86,6 @@ class ConfigError(Exception):
         super().__init__(f"{source}: {len(issues)} error(s)")
         self.source = source
         self.issues = issues
-
-
-def config_path(explicit: str | Path | None) -> Path:
-    if explicit is not None:
-        return Path(explicit)
-    env = os.environ.get("MAILPROBE_CONFIG")
-    return Path(env) if env else DEFAULT_CONFIG_PATH
 
 
 def load_config(path: Path) -> Config:

@@ -3,9 +3,13 @@ one-shot ``mailprobe logs`` command and its report."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from exporters.postfix_logs.reasons import DEFAULT_REASONS, ReasonRule
 from exporters.postfix_logs.settings import LogSettings
-from monitor.config.logs import LogsSection
+
+if TYPE_CHECKING:
+    from monitor.config.logs import LogsSection
 
 
 def log_settings(section: LogsSection) -> LogSettings:

@@ -20,9 +20,12 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, Trans
 from exporters.postfix_logs.envelope import Clock
 from exporters.postfix_logs.settings import LogSettings
 from exporters.postfix_logs.trace import TraceLine
-from monitor.commands.common import EXIT_CANNOT_RUN, add_config_option, print_config_error
-from monitor.config import ConfigError, config_path, load_config
-from monitor.logs import log_settings
+from monitor.commands.common import (
+    EXIT_CANNOT_RUN,
+    add_config_option,
+    config_path,
+    print_config_error,
+)
 from monitor.logs.engine import Analysis, Options, analyse, trace
 from monitor.logs.reader import Part, split, total_bytes
 from monitor.logs.report import build, render_text
@@ -89,6 +92,9 @@ def _settings(args: argparse.Namespace) -> LogSettings | None:
     path = config_path(args.config)
     if args.config is None and "MAILPROBE_CONFIG" not in os.environ and not path.exists():
         return LogSettings()
+    from monitor.config import ConfigError, load_config
+    from monitor.logs import log_settings
+
     try:
         return log_settings(load_config(path).logs)
     except ConfigError as error:
