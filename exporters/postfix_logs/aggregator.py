@@ -240,6 +240,8 @@ class LogAggregator:
         """Raw values -> labels; both stay small (the label sets are bounded and these
         only remember raw values whose labels were decided)."""
         self._handlers = self._handler_table()
+        self._when_stamp: str | float = ""
+        self._when_value = 0.0
 
     # ---------------------------------------------------------------- feeding
 
@@ -600,8 +602,15 @@ class LogAggregator:
         return table
 
     def _when(self, stamp: str | float) -> float:
+        """Unix time of a line's stamp; neighbouring lines share theirs, so the last
+        answer is kept."""
+        if stamp == self._when_stamp:
+            return self._when_value
         when = self.clock.epoch(stamp)
-        return time.time() if when is None else when
+        if when is None:
+            return time.time()
+        self._when_stamp, self._when_value = stamp, when
+        return when
 
     def _warning(self, prog: Program, m: Match[str]) -> None:
         if m.string.startswith("warning: "):

@@ -26,8 +26,21 @@ _NUMBERS = re.compile(r"\b\d+(?:\.\d+){3}\b|\b[0-9A-Fa-f]{10,}\b")
 REASON_WIDTH = 120
 
 
+_NORMALISED: dict[str, str] = {}
+"""Texts seen -> their normal form: the same reject or deferral repeats many times."""
+
+
 def normalise(text: str) -> str:
     """Fold what differs between occurrences of the same reason (addresses, IPs, ids)."""
+    found = _NORMALISED.get(text)
+    if found is None:
+        if len(_NORMALISED) >= 4096:
+            _NORMALISED.clear()
+        found = _NORMALISED[text] = _normalise(text)
+    return found
+
+
+def _normalise(text: str) -> str:
     text = _HOST_SAID.sub("", text)
     text = _IN_REPLY.sub("", text)
     text = _ADDRESS.sub("<>", text)
@@ -115,7 +128,10 @@ class Summary:
         self.totals[event] += n
         hour = self._hour(stamp)
         if hour is not None:
-            self.hourly.setdefault(hour, Counter())[event] += n
+            counts = self.hourly.get(hour)
+            if counts is None:
+                counts = self.hourly[hour] = Counter()
+            counts[event] += n
 
     def _hour(self, stamp: str | float) -> str | None:
         """``2023-03-14 00:00`` in this machine's time zone, cached per hour of the log."""

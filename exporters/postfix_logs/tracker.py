@@ -116,12 +116,19 @@ class MessageTracker:
             if child is not None and (child in self._entries or child in self._gone):
                 continue  # handed to another tracked queue: not the end of the path
             self._observe(self._label(entry.path), when - entry.origin)
-        if len(self._gone) > 4096 or (self._gone and next(iter(self._gone.values())) < horizon):
-            self._gone = {q: t for q, t in self._gone.items() if t >= horizon}
-        if self._pending and next(iter(self._pending.values()))[1] < now - 60 * self._grace:
-            self._pending = {
-                q: p for q, p in self._pending.items() if p[1] >= now - 60 * self._grace
-            }
+        gone = self._gone
+        while gone:  # oldest first: drop from the front, never rebuild per line
+            qid, removed = next(iter(gone.items()))
+            if removed >= horizon and len(gone) <= 4096:
+                break
+            del gone[qid]
+        pending = self._pending
+        stale = now - 60 * self._grace
+        while pending:
+            qid, (_parent, seen) = next(iter(pending.items()))
+            if seen >= stale:
+                break
+            del pending[qid]
         self._expire(now)
 
     def drain(self) -> None:
