@@ -5,11 +5,14 @@ prometheus-postfix-exporter and mtail, on the same large file, in one run.
     python bench/logs.py [--lines 700000] [--rounds 3] [--workdir /tmp/mailprobe-bench]
     python bench/logs.py --file PATH [--rounds 3] [--workdir /tmp/mailprobe-bench]
 
-Needs the Debian packages pflogsumm, prometheus-postfix-exporter and mtail
-(deploy/apt-packages.txt). Each tool is run as research §e describes:
+Needs the Debian packages pflogsumm, prometheus-postfix-exporter and mtail, and gcc
+with the Python headers for the mypyc build (deploy/apt-packages.txt). Each tool is
+run as research §e describes:
 
 * ``mailprobe logs FILE`` and ``pflogsumm FILE``: one-shot, output discarded; wall
-  time, CPU time and peak RSS from ``wait4``.
+  time, CPU time and peak RSS from ``wait4``. mailprobe runs twice over: from a copy
+  of the source compiled by mypyc as ``scripts/setup.sh`` installs it (the reference
+  row), and from a pure-Python copy (bench/trees.py).
 * prometheus-postfix-exporter only tails: it is started on an empty file, the input is
   appended in one go, and the clock runs until ``postfix_qmgr_messages_removed_total``
   equals the file's ``qmgr ... removed`` lines (scraped every 50 ms on loopback).
@@ -48,7 +51,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.maillog import generate
+from bench.trees import source_tree
 
+REFERENCE = "mailprobe logs (mypyc)"
+"""The build scripts/setup.sh installs: the hot path compiled (setup.py)."""
+PURE = "mailprobe logs (pure Python)"
 MTAIL_PROGRAM = Path("/usr/share/doc/mtail/examples/postfix.mtail")
 MONTHS = (
     b"Jan",
@@ -77,9 +84,11 @@ class Run:
     rss_mb: float
 
 
-def run_command(command: list[str]) -> Run:
+def run_command(command: list[str], cwd: Path | None = None) -> Run:
     started = time.monotonic()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=cwd
+    )
     _pid, status, usage = os.wait4(process.pid, 0)
     wall = time.monotonic() - started
     if status != 0:
@@ -207,15 +216,25 @@ def main() -> int:
     progs.mkdir(exist_ok=True)
     shutil.copy(MTAIL_PROGRAM, progs / "postfix.mtail")
     mailprobe = [sys.executable, "-m", "monitor", "logs"]
+    common, native = common.resolve(), native.resolve()
+    trees = {
+        "mypyc": source_tree(args.workdir / "tree-mypyc", compiled=True),
+        "pure Python": source_tree(args.workdir / "tree-pure", compiled=False),
+    }
+
+    def mailprobe_logs(build: str, *options: str, file: Path) -> Callable[[], Run]:
+        return lambda: run_command([*mailprobe, *options, str(file)], cwd=trees[build])
 
     tools: list[tuple[str, str, Callable[[], Run]]] = [
-        ("mailprobe logs", common.name, lambda: run_command([*mailprobe, str(common)])),
+        (REFERENCE, common.name, mailprobe_logs("mypyc", file=common)),
+        (f"{REFERENCE} --jobs 1", common.name, mailprobe_logs("mypyc", "--jobs", "1", file=common)),
+        (REFERENCE, native.name, mailprobe_logs("mypyc", file=native)),
+        (PURE, common.name, mailprobe_logs("pure Python", file=common)),
         (
-            "mailprobe logs --jobs 1",
+            f"{PURE} --jobs 1",
             common.name,
-            lambda: run_command([*mailprobe, "--jobs", "1", str(common)]),
+            mailprobe_logs("pure Python", "--jobs", "1", file=common),
         ),
-        ("mailprobe logs", native.name, lambda: run_command([*mailprobe, str(native)])),
         ("pflogsumm", common.name, lambda: run_command(["pflogsumm", str(common)])),
         (
             "prometheus-postfix-exporter",
@@ -238,7 +257,7 @@ def main() -> int:
             if key not in best or run.wall < best[key].wall:
                 best[key] = run
 
-    reference = best[("mailprobe logs", common.name)].wall
+    reference = best[(REFERENCE, common.name)].wall
     print(f"{args.lines} lines per file, best of {args.rounds} rounds, {os.cpu_count()} CPUs")
     print(
         f"{'tool':<30} {'file':<32} {'wall s':>7} {'lines/s':>9} {'CPU s':>7}"
@@ -250,7 +269,13 @@ def main() -> int:
             f" {run.cpu:>7.2f} {run.rss_mb:>11.1f} {run.wall / reference:>16.2f}"
         )
     pflogsumm = best[("pflogsumm", common.name)].wall
-    print(f"mailprobe logs / pflogsumm wall time: {reference / pflogsumm:.2f}")
+    kumina = best[("prometheus-postfix-exporter", common.name)].wall
+    for name in (REFERENCE, PURE):
+        wall = best[(name, common.name)].wall
+        print(
+            f"{name}: {wall / pflogsumm:.2f} x pflogsumm's wall time,"
+            f" {kumina / wall:.2f} x prometheus-postfix-exporter's line rate"
+        )
     return 0
 
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up mailprobe on a fresh Debian 12 machine: Debian packages (as root), a virtualenv
-# in .venv and mailprobe installed into it. `--dev` adds the test and lint tools.
+# in .venv and mailprobe installed into it. `--dev` adds the test and lint tools and keeps
+# the sources pure Python; without it the log exporter's hot path is compiled by mypyc.
 # Safe to run again: every step is idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,4 +42,16 @@ fi
 python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip
 .venv/bin/pip install -q -e ".$extras"
+# Compiled modules sit beside the sources they replace (setup.py, docs/performance.md).
+rm -f exporters/postfix_logs/*.so ./*__mypyc*.so
+if [[ -z "$extras" ]]; then
+    # The log exporter's per-line path, compiled by mypyc: about 1.8x faster.
+    .venv/bin/pip install -q "mypy>=1.10"
+    if MAILPROBE_MYPYC=1 .venv/bin/python setup.py -q build_ext --inplace >.venv/mypyc-build.log 2>&1; then
+        echo "setup: log exporter compiled with mypyc"
+    else
+        rm -f exporters/postfix_logs/*.so ./*__mypyc*.so
+        echo "setup: mypyc build failed (.venv/mypyc-build.log); the log exporter runs as pure Python" >&2
+    fi
+fi
 echo "setup: done; mailprobe is .venv/bin/mailprobe"

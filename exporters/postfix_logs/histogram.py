@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class HistogramData:
+class HistogramData(NamedTuple):
     """One label set's buckets: ``counts[i]`` observations fell in ``(bounds[i-1], bounds[i]]``;
-    the last count is above every bound (+Inf)."""
+    the last count is above every bound (+Inf). A tuple: parts of a big input are counted
+    in worker processes and sent back pickled, which a compiled frozen dataclass refuses."""
 
     counts: tuple[int, ...]
     total: float

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 OTHER = "other"
 _CACHE_LIMIT = 4096
@@ -16,8 +16,10 @@ _NO_DIGITS = str.maketrans("", "", "0123456789")
 _DIGIT = re.compile(r"[0-9]|\\d|\[:digit:\]")
 
 
-@dataclass(frozen=True, slots=True)
-class ReasonRule:
+class ReasonRule(NamedTuple):
+    """A reason class and the pattern that names it (a tuple: it crosses to worker
+    processes, and the compiled build cannot unpickle frozen dataclasses)."""
+
     reason: str
     pattern: str
 
