@@ -23,6 +23,7 @@ from bench.maillog import generate
 from bench.trees import source_tree
 from monitor.lab import Lab
 from monitor.lab.layout import POSTFIX_INSTANCES
+from tests.test_postfix_tracker import MEMORY_SCRIPT
 
 REPO = Path(__file__).resolve().parents[1]
 PUBLIC = Path("/work/shared/data/postfix")
@@ -153,3 +154,8 @@ def test_follower_metrics_are_the_same(compiled_tree: Path, inputs: list[Path]) 
     pure, compiled = _both(compiled_tree, "-c", FOLLOWER_METRICS, *files)
     assert "postfix_smtpd_connects_total" in pure
     assert compiled == pure
+
+
+def test_follower_memory_bound_holds_compiled(compiled_tree: Path) -> None:
+    rss = {tree: int(_run(tree, "-c", MEMORY_SCRIPT)) for tree in (REPO, compiled_tree)}
+    assert all(0 < mb <= 60 for mb in rss.values()), rss

@@ -116,26 +116,29 @@ def test_a_deferred_message_is_observed_once_at_its_final_delivery() -> None:
     assert seen == [("mx", 600.0)]
 
 
+MEMORY_SCRIPT = textwrap.dedent(
+    """
+    from exporters.postfix_logs.aggregator import LogAggregator
+    import monitor.metrics.postfix
+    a = LogAggregator()
+    def lines():
+        for i in range(100_000):
+            yield (f"2024-05-02T10:{(i // 60) % 60:02d}:{i % 60:02d}.000000+00:00 mx "
+                   f"postfix/smtpd[1]: {i:012X}: client=x.example[192.0.2.1]").encode()
+    a.feed_lines(lines())
+    assert len(a.tracker) == 100_000, len(a.tracker)
+    rss = next(l for l in open("/proc/self/status") if l.startswith("VmRSS"))
+    print(int(rss.split()[1]) // 1024)
+    """
+)
+"""Prints the RSS in MB of a process whose aggregator tracks 100k messages."""
+
+
 def test_steady_memory_with_100k_tracked_messages() -> None:
     """The follower's acceptance bound: RSS <= 60 MB with 100k messages in the tracker."""
-    script = textwrap.dedent(
-        """
-        from exporters.postfix_logs.aggregator import LogAggregator
-        import monitor.metrics.postfix
-        a = LogAggregator()
-        def lines():
-            for i in range(100_000):
-                yield (f"2024-05-02T10:{(i // 60) % 60:02d}:{i % 60:02d}.000000+00:00 mx "
-                       f"postfix/smtpd[1]: {i:012X}: client=x.example[192.0.2.1]").encode()
-        a.feed_lines(lines())
-        assert len(a.tracker) == 100_000, len(a.tracker)
-        rss = next(l for l in open("/proc/self/status") if l.startswith("VmRSS"))
-        print(int(rss.split()[1]) // 1024)
-        """
-    )
     root = Path(__file__).resolve().parents[1]
     result = subprocess.run(
-        [sys.executable, "-c", script],
+        [sys.executable, "-c", MEMORY_SCRIPT],
         capture_output=True,
         text=True,
         timeout=120,
