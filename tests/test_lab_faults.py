@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import pytest
 
-from monitor.lab import Lab, LabError
+from monitor.lab import Lab, LabError, procs
 from monitor.lab import faults as F
 from tests.lab_fixture import (
     broken,
@@ -381,3 +381,20 @@ def test_world_files_the_canary_into_junk(lab: Lab) -> None:
 def test_unknown_fault_is_a_clear_error(lab: Lab) -> None:
     with pytest.raises(LabError, match="no fault 'nonsense'"):
         lab.break_fault("nonsense")
+
+
+def test_reload_fault_returns_after_old_postfix_processes_are_gone(lab: Lab) -> None:
+    """After `postfix reload` an idle smtpd of the old configuration may still take the
+    next connection; break and heal return only once no such process is left."""
+    service = lab.services[F.POSTFIX_SUBMISSION]
+    master = procs.read_pid(service.pid_file)
+    assert master is not None
+    openssl_verify(lab, "submit", 465)  # an smtpd for 465 exists before the reload
+    before = procs.children(master)
+    assert before
+    with broken(lab, F.SUBMISSION_465_WRONG_NAME):
+        assert not [p for p in before if procs.alive(p)]
+        during = procs.children(master)
+        assert "hostname mismatch" in openssl_verify(lab, "submit", 465)
+    assert not [p for p in during if procs.alive(p)]
+    assert "Verification: OK" in openssl_verify(lab, "submit", 465)

@@ -551,10 +551,16 @@ class Lab:
             self._wait_zone_serials(state.serial)
             return
         mark = _log_size(service.log)
+        master = procs.read_pid(service.pid_file)
+        old_children = procs.children(master) if master is not None else []
         procs.run(procs.in_namespace(_holder(state), service.reload))
         if service.name.startswith("postfix-"):
-            # `postfix reload` only signals the master; wait until it has re-read its files.
+            # `postfix reload` only signals the master; wait until it has re-read its files,
+            # then until the processes started under the old files have exited ("at their
+            # earliest convenience"): until then an idle old smtpd can still take the next
+            # connection and serve, say, the certificate the fault just replaced.
             _wait_log(service.log, mark, "reload -- version", RELOAD_TIMEOUT)
+            procs.wait_gone(old_children, RELOAD_TIMEOUT)
         if service.name == F.UNBOUND:
             # With a DNS fault active the answer may rightly lack AD (bogus zone): any
             # answer shows the reloaded resolver is serving.

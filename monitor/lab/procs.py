@@ -197,3 +197,19 @@ def tcp_listeners() -> set[tuple[str, int]]:
             octets = [str(int(hex_addr[i : i + 2], 16)) for i in (6, 4, 2, 0)]
             found.add((".".join(octets), int(hex_port, 16)))
     return found
+
+
+def children(parent: int) -> list[int]:
+    """PIDs whose parent is ``parent`` (from /proc)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as stat:
+                ppid = int(stat.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == parent:
+            found.append(int(entry))
+    return found
