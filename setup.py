@@ -30,6 +30,8 @@ ext_modules = []
 if os.environ.get("MAILPROBE_MYPYC") == "1":
     from mypyc.build import mypycify
 
-    ext_modules = mypycify(HOT_MODULES, opt_level="3")
+    # The shared runtime library goes inside the package (by default it is a top-level
+    # module, which an editable install does not put on sys.path).
+    ext_modules = mypycify(HOT_MODULES, opt_level="3", group_name="exporters.postfix_logs.hot")
 
 setup(ext_modules=ext_modules)

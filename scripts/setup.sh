@@ -43,14 +43,14 @@ python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip
 .venv/bin/pip install -q -e ".$extras"
 # Compiled modules sit beside the sources they replace (setup.py, docs/performance.md).
-rm -f exporters/postfix_logs/*.so ./*__mypyc*.so
+rm -f exporters/postfix_logs/*.so
 if [[ -z "$extras" ]]; then
     # The log exporter's per-line path, compiled by mypyc: about 1.8x faster.
     .venv/bin/pip install -q "mypy>=1.10"
     if MAILPROBE_MYPYC=1 .venv/bin/python setup.py -q build_ext --inplace >.venv/mypyc-build.log 2>&1; then
         echo "setup: log exporter compiled with mypyc"
     else
-        rm -f exporters/postfix_logs/*.so ./*__mypyc*.so
+        rm -f exporters/postfix_logs/*.so
         echo "setup: mypyc build failed (.venv/mypyc-build.log); the log exporter runs as pure Python" >&2
     fi
 fi

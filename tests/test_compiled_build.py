@@ -115,6 +115,10 @@ def test_every_hot_module_is_compiled(compiled_tree: Path) -> None:
     files = _run(compiled_tree, "-c", code).split()
     assert len(files) == len(modules)
     assert all(f.endswith(".so") and f.startswith(str(compiled_tree)) for f in files), files
+    # An editable install puts only the packages on sys.path: nothing may sit at the top.
+    built = (p.relative_to(compiled_tree) for p in compiled_tree.rglob("*.so"))
+    libraries = {p.parent for p in built if p.parts[0] != "build"}
+    assert libraries == {Path("exporters/postfix_logs")}, libraries
     pure = _run(REPO, "-c", code).split()
     assert all(f.endswith(".py") for f in pure), "compiled modules shadow the source tree"
 
