@@ -25,7 +25,7 @@ import dns.query
 import dns.rdatatype
 
 from monitor.lab import faults as F
-from monitor.lab import pki, postfix_start, procs
+from monitor.lab import pki, postfix_start, procs, ubmutex
 from monitor.lab.dmarcreport import deliver_first_report
 from monitor.lab.keys import (
     dkim_txt,
@@ -68,6 +68,7 @@ REQUIRED_BINARIES: dict[str, str] = {
     "opendkim": "opendkim",
     "opendmarc": "opendmarc",
     "policyd-spf": "postfix-policyd-spf-python",
+    "cc": "gcc",  # builds the opendkim lock library (monitor/lab/ubmutex.py)
     "ip": "iproute2",
     "nsenter": "util-linux",
     "unshare": "util-linux",
@@ -280,6 +281,7 @@ class Lab:
         materials, dnssec = self._materials()
         files = render_all(self.spec, state.faults, state.serial, materials, dnssec)
         postfix_start.cool_down(write_changed(files))
+        ubmutex.ensure_library(self.layout.ub_config_mutex)
         self._fix_ownership()
         for path in unreadable_files(self.spec, state.faults):
             path.chmod(0)

@@ -87,6 +87,11 @@ class Layout:
         return self.root / "dkim"
 
     @property
+    def ub_config_mutex(self) -> Path:
+        """The LD_PRELOAD library both opendkims run with (monitor/lab/ubmutex.py)."""
+        return self.dkim / "ub_config_mutex.so"
+
+    @property
     def dmarc(self) -> Path:
         return self.root / "dmarc"
 

@@ -142,7 +142,14 @@ def services(spec: LabSpec) -> dict[str, Service]:
             Service(
                 name_dkim,
                 host,
-                ("opendkim", "-x", str(dkim_dir / "opendkim.conf")),
+                # With the ub_ctx_config() lock: opendkim survives parallel mail.
+                (
+                    "env",
+                    f"LD_PRELOAD={lay.ub_config_mutex}",
+                    "opendkim",
+                    "-x",
+                    str(dkim_dir / "opendkim.conf"),
+                ),
                 dkim_dir / "run" / "opendkim.pid",
                 _tcp(h[host].address, 8891),
                 kill_hard=True,
