@@ -27,14 +27,10 @@ the logs are copied to ``WORKDIR/logs/lab-<instance>.log`` and merged in time or
 into ``WORKDIR/logs/lab-merged.log``, a summary goes to ``WORKDIR/logs/summary.json``,
 and the lab is taken down.
 
-Debian 12's opendkim 2.11.0~beta2 hands its ResolverConfiguration file to libunbound's
-ub_ctx_config() for every message (for the DKIM and the VBR resolver), and that parser is
-not thread-safe: two messages at once end opendkim with "fatal flex scanner internal
-error" (upstream later put a mutex around the call). The lab needs that file (its zones
-are under .test, which libunbound otherwise answers locally), so this script compiles
-the same mutex as a small LD_PRELOAD library (needs ``cc``) and restarts the lab's two
-opendkim services with it. A watchdog still restarts an opendkim that dies and counts
-the restarts.
+The lab's two opendkim services take mail in parallel since the lab runs them with a lock
+around libunbound's ub_ctx_config() (monitor/lab/ubmutex.py; without it two messages at
+once tempfailed or killed opendkim). A watchdog restarts an opendkim that dies anyway
+and counts the restarts, so a regression shows in the summary.
 """
 
 from __future__ import annotations
@@ -48,7 +44,6 @@ import os
 import random
 import shutil
 import ssl
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -95,24 +90,6 @@ MONTHS = {
 QUEUES = ("maildrop", "active", "deferred", "hold")
 """Queues that must be empty before the logs are taken (not ``incoming``: a cleanup
 aborted by a fault can leave a file there that Postfix removes only much later)."""
-UB_MUTEX_C = r"""
-#define _GNU_SOURCE
-#include <dlfcn.h>
-#include <pthread.h>
-struct ub_ctx;
-static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-int ub_ctx_config(struct ub_ctx *ctx, const char *fname)
-{
-	static int (*real)(struct ub_ctx *, const char *);
-	int status;
-	pthread_mutex_lock(&lock);
-	if (real == NULL)
-		real = (int (*)(struct ub_ctx *, const char *))dlsym(RTLD_NEXT, "ub_ctx_config");
-	status = real(ctx, fname);
-	pthread_mutex_unlock(&lock);
-	return status;
-}
-"""
 
 
 @dataclass
@@ -516,32 +493,15 @@ class LineCount:
         return sum(self.lines.values())
 
 
-def build_ub_mutex(workdir: Path) -> Path:
-    """The LD_PRELOAD library that serializes ub_ctx_config() (module docstring)."""
-    source = workdir / "ub_config_mutex.c"
-    library = workdir / "ub_config_mutex.so"
-    source.write_text(UB_MUTEX_C)
-    subprocess.run(
-        ["cc", "-shared", "-fPIC", "-O2", "-o", str(library), str(source), "-lpthread", "-ldl"],
-        check=True,
-        timeout=60,
-    )
-    return library
-
-
-def restart_milter(lab: Lab, name: str, preload: Path) -> None:
-    """Restart one opendkim service through the lab's own fault, with ``preload``."""
+def restart_milter(lab: Lab, name: str) -> None:
+    """Restart one opendkim service through the lab's own fault."""
     fault = {"opendkim": "stop-opendkim", "world-opendkim": "stop-world-opendkim"}[name]
     lab.break_fault(fault)
-    os.environ["LD_PRELOAD"] = str(preload)
-    try:
-        lab.heal_fault(fault)
-    finally:
-        del os.environ["LD_PRELOAD"]
+    lab.heal_fault(fault)
 
 
-async def milter_watchdog(lab: Lab, lab_lock: asyncio.Lock, preload: Path, tally: Tally) -> None:
-    """Restart an opendkim that died anyway and count it."""
+async def milter_watchdog(lab: Lab, lab_lock: asyncio.Lock, tally: Tally) -> None:
+    """Restart an opendkim that died (none should) and count it."""
     while True:
         await asyncio.sleep(0.2)
         for name in MILTERS:
@@ -549,7 +509,7 @@ async def milter_watchdog(lab: Lab, lab_lock: asyncio.Lock, preload: Path, tally
             if pid is not None and alive(pid):
                 continue
             async with lab_lock:
-                await asyncio.to_thread(restart_milter, lab, name, preload)
+                await asyncio.to_thread(restart_milter, lab, name)
             tally.milter_restarts += 1
 
 
@@ -590,7 +550,7 @@ def queued(lab: Lab) -> int:
     return total
 
 
-async def generate(lab: Lab, args: argparse.Namespace, preload: Path) -> dict[str, object]:
+async def generate(lab: Lab, args: argparse.Namespace) -> dict[str, object]:
     fleet = Fleet.of(lab)
     tally = Tally()
     counter = LineCount(lab)
@@ -610,7 +570,7 @@ async def generate(lab: Lab, args: argparse.Namespace, preload: Path) -> dict[st
         asyncio.create_task(worker(fleet, random.Random(seed.random()), pool, tally, stop, limits))
         for pool in pools
     ]
-    watchdog = asyncio.create_task(milter_watchdog(lab, lab_lock, preload, tally))
+    watchdog = asyncio.create_task(milter_watchdog(lab, lab_lock, tally))
     faults = asyncio.create_task(
         fault_windows(lab, lab_lock, progress, args.fault_seconds, tally, started)
     )
@@ -722,7 +682,6 @@ def main() -> int:
 
     lab_dir = args.workdir / "lab"
     args.workdir.mkdir(parents=True, exist_ok=True)
-    preload = build_ub_mutex(args.workdir)
     if lab_dir.exists():
         Lab(lab_dir).down()
         shutil.rmtree(lab_dir)
@@ -730,9 +689,7 @@ def main() -> int:
     up = lab.up()
     print(f"lab up in {up.seconds:.1f} s: {lab_dir}, net {lab.net}", flush=True)
     try:
-        for name in MILTERS:
-            restart_milter(lab, name, preload)
-        summary = asyncio.run(generate(lab, args, preload))
+        summary = asyncio.run(generate(lab, args))
         files = collect(lab, args.workdir / "logs")
     finally:
         lab.down()
