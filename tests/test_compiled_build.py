@@ -163,3 +163,36 @@ def test_follower_metrics_are_the_same(compiled_tree: Path, inputs: list[Path]) 
 def test_follower_memory_bound_holds_compiled(compiled_tree: Path) -> None:
     rss = {tree: int(_run(tree, "-c", MEMORY_SCRIPT)) for tree in (REPO, compiled_tree)}
     assert all(0 < mb <= 60 for mb in rss.values()), rss
+
+
+UNIT_SUITES = ("test_postfix_*.py", "test_sources_*.py")
+"""The log exporter's own tests, run again against the compiled build (those that need
+the lab already ran above, against the source and the lab started once)."""
+
+LOADED_CHECK = """
+import exporters.postfix_logs.aggregator
+
+
+def test_the_compiled_build_is_the_one_under_test():
+    assert exporters.postfix_logs.aggregator.__file__.endswith(".so")
+"""
+
+
+def test_log_exporter_tests_pass_compiled(compiled_tree: Path, tmp_path: Path) -> None:
+    """mypyc checks annotations at run time where CPython does not: a value of the wrong
+    type from a source would pass the tests above and fail here."""
+    suites = sorted(
+        str(p)
+        for pattern in UNIT_SUITES
+        for p in (REPO / "tests").glob(pattern)
+        if "lab" not in p.name
+    )
+    check = tmp_path / "test_compiled_loaded.py"
+    check.write_text(LOADED_CHECK)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         "--import-mode=append", "-o", f"pythonpath={compiled_tree}", str(check), *suites],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-4000:]
+    assert " passed" in done.stdout and " failed" not in done.stdout
