@@ -114,3 +114,19 @@ def test_postfix_script_success_line_stays_unsupported() -> None:
         [b"Feb 20 22:56:51 mframe1 postfix/postfix-script[4735]: success: ALL OKK"]
     )
     assert aggregator.snapshot().lines.unsupported == 1
+
+
+def test_smtpd_without_tls_files_counts_as_a_named_tls_failure() -> None:
+    aggregator = LogAggregator()
+    aggregator.feed_lines(
+        [
+            LINES["ca_not_loaded"].encode(),
+            b"Oct  3 20:01:43 mx postfix/smtpd[16145]: cannot load RSA certificate and key"
+            b" data: disabling TLS support",
+        ]
+    )
+    failures = aggregator.snapshot().counters["tls_failures"]
+    assert sorted(event for (_prog, event) in failures) == [
+        "ca_unavailable",
+        "certificate_unavailable",
+    ]

@@ -942,6 +942,10 @@ _TLS_FAILURES = {
     "SSL_connect error": "handshake_failed",
     "Cannot start TLS": "cannot_start_tls",
     "TLS is required": "tls_required",
+    "cannot load Certificate Authority data": "ca_unavailable",
+    "cannot load RSA certificate and key data": "certificate_unavailable",
+    "cannot load ECDSA certificate and key data": "certificate_unavailable",
+    "cannot load certificate and key data": "certificate_unavailable",
 }
 _LIFECYCLE = {
     "daemon started": "started",

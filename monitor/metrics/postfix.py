@@ -243,7 +243,8 @@ FAMILIES: tuple[Family, ...] = (
     ),
     Family(
         "postfix_tls_failures",
-        "TLS failures: certificate verification, handshakes, TLS required but not offered.",
+        "TLS failures: certificate verification, handshakes, TLS required but not offered, "
+        "smtpd's CA or certificate files unreadable (TLS disabled).",
         "tls_failures",
         ("service", "daemon", "event"),
         _service_daemon_rest,
