@@ -17,6 +17,21 @@ from exporters.postfix_logs.histogram import HistogramData
 from exporters.postfix_logs.summary import EVENTS
 from monitor.logs.engine import Analysis
 
+MESSAGE_COUNTS = (
+    "received",
+    "delivered",
+    "forwarded",
+    "deferred",
+    "deferrals",
+    "bounced",
+    "rejected",
+    "reject_warnings",
+    "held",
+    "discarded",
+    "expired",
+)
+"""The report's message totals, in the order both formats list them."""
+
 TOP = 10
 
 
@@ -57,21 +72,7 @@ def build(analysis: Analysis) -> dict[str, Any]:
         "period": {"first": _iso(first), "last": _iso(snapshot.last_line_time)},
         "messages": {
             name: totals.get(name, 0)
-            for name in (
-                "received",
-                "delivered",
-                "forwarded",
-                "deferred",
-                "deferrals",
-                "bounced",
-                "rejected",
-                "reject_warnings",
-                "held",
-                "discarded",
-                "expired",
-                "bytes_received",
-                "bytes_delivered",
-            )
+            for name in (*MESSAGE_COUNTS, "bytes_received", "bytes_delivered")
         },
         "hourly": [
             {"hour": hour, **{e: counts.get(e, 0) for e in EVENTS}}
@@ -132,19 +133,7 @@ def render_text(report: Mapping[str, Any]) -> Iterable[str]:
     yield ""
     yield "Grand totals"
     yield "------------"
-    for name in (
-        "received",
-        "delivered",
-        "forwarded",
-        "deferred",
-        "deferrals",
-        "bounced",
-        "rejected",
-        "reject_warnings",
-        "held",
-        "discarded",
-        "expired",
-    ):
+    for name in MESSAGE_COUNTS:
         yield f"  {messages[name]:>10}  {name.replace('_', ' ')}"
     yield f"  {_bytes(messages['bytes_received']):>10}  bytes received"
     yield f"  {_bytes(messages['bytes_delivered']):>10}  bytes delivered"
