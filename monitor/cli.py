@@ -15,7 +15,7 @@ SUBCOMMANDS = {
     "serve": "monitor.commands.serve",
     "config": "monitor.commands.config_check",
     "lab": "monitor.lab.cli",
-    "logs": "monitor.logs.command",
+    "logs": "monitor.commands.logs",
 }
 """Subcommand -> the module that registers it. Only the module of the command being
 run is imported (``mailprobe logs`` does not load the web server, the DNS checks or

@@ -1,5 +1,8 @@
-"""The Postfix log exporter's face in the application: settings from the config, the
-one-shot ``mailprobe logs`` command and its report."""
+"""The Postfix log exporter in the application: settings from the config, log sources
+from it, and the one-shot analysis and report that ``mailprobe logs``
+(``monitor.commands.logs``) prints. Below the faces: nothing here imports
+``monitor.commands`` or ``monitor.server`` (the follower service lives in
+``monitor.server.log_following``)."""
 
 from __future__ import annotations
 

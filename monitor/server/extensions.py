@@ -23,7 +23,7 @@ from typing import Protocol
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from monitor.config import Config
-from monitor.logs.service import LogFollowing
+from monitor.server.log_following import LogFollowing
 
 log = logging.getLogger(__name__)
 
