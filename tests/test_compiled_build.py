@@ -23,10 +23,10 @@ from bench.maillog import generate
 from bench.trees import source_tree
 from monitor.lab import Lab
 from monitor.lab.layout import POSTFIX_INSTANCES
+from tests.shared_data import require
 from tests.test_postfix_tracker import MEMORY_SCRIPT
 
 REPO = Path(__file__).resolve().parents[1]
-PUBLIC = Path("/work/shared/data/postfix")
 
 PARALLEL_REPORT = """
 import json, sys
@@ -85,7 +85,7 @@ def inputs(tmp_path_factory: pytest.TempPathFactory, lab: Lab) -> list[Path]:
     synthetic = folder / "synthetic.log"
     with synthetic.open("wb") as out:
         out.writelines(generate(60_000, fmt="rfc3339"))
-    logs = sorted(p for p in PUBLIC.glob("*.log"))
+    logs = sorted(require("postfix").glob("*.log"))
     lab_logs = [lab.maillog(instance) for instance in POSTFIX_INSTANCES]
     assert logs and all(p.is_file() for p in lab_logs)
     return [*logs, synthetic, *lab_logs]

@@ -40,9 +40,9 @@ from monitor.state import STATE_FILE_NAME
 from tests.lab_fixture import submit, swaks, unique
 from tests.postfix_metrics import Scrape
 from tests.servers import ServeProcess
+from tests.shared_data import require
 
 ROOT = Path(__file__).resolve().parent.parent
-PUBLIC = Path("/work/shared/data/postfix")
 PUBLIC_LOGS = (
     "youyo-postfix-log-parser_test-iso8601.log",
     "adyekjaer-postfix-exporter-py_mail_iso.log",
@@ -54,7 +54,10 @@ Sample = tuple[str, tuple[tuple[str, str], ...]]
 
 def public_lines() -> list[bytes]:
     return [
-        line for name in PUBLIC_LOGS for line in (PUBLIC / name).read_bytes().splitlines() if line
+        line
+        for name in PUBLIC_LOGS
+        for line in require("postfix", name).read_bytes().splitlines()
+        if line
     ]
 
 

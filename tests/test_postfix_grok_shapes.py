@@ -19,9 +19,9 @@ import yaml
 from exporters.postfix_logs.fields import command_stats, fields, split_relay, tls_features
 from exporters.postfix_logs.kinds import Kind
 from exporters.postfix_logs.programs import ProgramTable, ServiceMap
+from tests.shared_data import params, require
 
-DATA = Path("/work/shared/data/postfix")
-CASES = sorted((DATA / "whyscream-postfix-grok-patterns-tests").glob("*.yaml"))
+CASES = params("postfix/whyscream-postfix-grok-patterns-tests", "*.yaml")
 
 DAEMON = {
     "script": "postfix-script",
@@ -227,7 +227,9 @@ def _load(path: Path) -> tuple[str, dict[str, Any]]:
 
 
 def test_the_corpus_is_complete() -> None:
-    assert len(CASES) == 191
+    assert (
+        len(list(require("postfix", "whyscream-postfix-grok-patterns-tests").glob("*.yaml"))) == 191
+    )
 
 
 @pytest.mark.parametrize("path", CASES, ids=lambda p: p.stem)

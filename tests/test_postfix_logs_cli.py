@@ -19,10 +19,10 @@ from monitor.cli import main
 from monitor.logs.engine import Options, analyse
 from monitor.logs.reader import split
 from monitor.logs.report import build
+from tests.shared_data import require
 from tests.test_postfix_tracker import chain
 
 ROOT = Path(__file__).resolve().parents[1]
-PUBLIC = Path("/work/shared/data/postfix")
 
 
 def mailprobe(*args: str, stdin: bytes | None = None, env: dict[str, str] | None = None) -> Any:
@@ -58,7 +58,7 @@ def _no_config(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_json_line_accounting_and_totals() -> None:
-    source = PUBLIC / "sergeymakinen-postfix_exporter_mail.log"
+    source = require("postfix", "sergeymakinen-postfix_exporter_mail.log")
     lines = source.read_text().splitlines()
     comments = sum(line.startswith("#") for line in lines)  # malformed lines too
     data = report(str(source))
@@ -77,7 +77,7 @@ def test_json_line_accounting_and_totals() -> None:
 
 
 def test_text_report_names_the_sections() -> None:
-    result = mailprobe(str(PUBLIC / "youyo-postfix-log-parser_test.log"))
+    result = mailprobe(str(require("postfix", "youyo-postfix-log-parser_test.log")))
     text = result.stdout.decode()
     assert result.returncode == 0
     for heading in ("Grand totals", "Per-hour traffic", "Top recipient domains"):
@@ -87,7 +87,7 @@ def test_text_report_names_the_sections() -> None:
 
 
 def test_gzip_stdin_and_plain_give_the_same_report(tmp_path: Path) -> None:
-    source = PUBLIC / "youyo-postfix-log-parser_test-iso8601.log"
+    source = require("postfix", "youyo-postfix-log-parser_test-iso8601.log")
     packed = tmp_path / "mail.log.1.gz"
     packed.write_bytes(gzip.compress(source.read_bytes()))
     plain = report(str(source))
@@ -97,7 +97,7 @@ def test_gzip_stdin_and_plain_give_the_same_report(tmp_path: Path) -> None:
 
 
 def test_since_and_until_select_lines() -> None:
-    source = str(PUBLIC / "youyo-postfix-log-parser_test-iso8601.log")
+    source = str(require("postfix", "youyo-postfix-log-parser_test-iso8601.log"))
     everything = report(source)["lines"]["total"]
     early = report(source, "--until", "2020-01-30T06:26:06+09:00")["lines"]
     late = report(source, "--since", "2020-01-30T06:26:06+09:00")["lines"]
@@ -106,7 +106,7 @@ def test_since_and_until_select_lines() -> None:
 
 
 def test_show_unsupported_prints_the_lines(capsys: pytest.CaptureFixture[str]) -> None:
-    source = str(PUBLIC / "sergeymakinen-postfix_exporter_mail.log")
+    source = str(require("postfix", "sergeymakinen-postfix_exporter_mail.log"))
     assert main(["logs", "--show-unsupported", source]) == 0
     out = capsys.readouterr().out
     assert "Unsupported lines" in out
@@ -133,7 +133,7 @@ def test_trace_follows_a_message_across_instances(tmp_path: Path) -> None:
 
 
 def test_trace_by_message_id_from_stdin() -> None:
-    lines = (PUBLIC / "youyo-postfix-log-parser_test.log").read_bytes()
+    lines = (require("postfix", "youyo-postfix-log-parser_test.log")).read_bytes()
     found = report(
         "--trace", "<A40CF64D-7F2D-42E4-8A76-CBFFF64A6EB1@example.com>", "-", stdin=lines
     )
@@ -145,10 +145,14 @@ def test_exit_codes(tmp_path: Path) -> None:
     assert mailprobe("/nonexistent/mail.log").returncode == 3
     bad = tmp_path / "bad.yml"
     bad.write_text("logs:\n  reasons:\n    - reason: x\n      pattern: '('\n")
-    result = mailprobe("--config", str(bad), str(PUBLIC / "youyo-postfix-log-parser_test.log"))
+    result = mailprobe(
+        "--config", str(bad), str(require("postfix", "youyo-postfix-log-parser_test.log"))
+    )
     assert result.returncode == 3
     assert "logs.reasons[0].pattern" in result.stderr.decode()
-    missing = mailprobe("--trace", "NOSUCHQID", str(PUBLIC / "youyo-postfix-log-parser_test.log"))
+    missing = mailprobe(
+        "--trace", "NOSUCHQID", str(require("postfix", "youyo-postfix-log-parser_test.log"))
+    )
     assert missing.returncode == 1
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 from exporters.postfix_logs.settings import LogSettings
 from monitor.metrics.postfix import render_reference
 from tests.postfix_metrics import scrape
+from tests.shared_data import require
 
-PUBLIC = Path("/work/shared/data/postfix")
 T = "2024-05-02T10:00:{:02d}.000000+02:00 mx1 "
 
 MIXED = [
@@ -148,7 +148,7 @@ def _count(path: Path, daemon: str, needle: str) -> int:
 
 
 def test_public_log_values_match_independent_counts() -> None:
-    path = PUBLIC / "postfix_exporter-tests_lines.log"
+    path = require("postfix", "postfix_exporter-tests_lines.log")
     s = scrape(path.read_text(errors="replace").splitlines())
     assert s.value("postfix_qmgr_messages_removed_total") == _count(path, "qmgr", ": removed")
     assert s.value("postfix_smtpd_sasl_authentication_failures_total") == _count(
@@ -164,7 +164,7 @@ def test_public_log_values_match_independent_counts() -> None:
     assert s.value(busy, reason="all_screening_ports_busy") == 1
     assert s.value("postfix_smtp_tls_connections_total", trust="Verified") == 2
 
-    youyo = PUBLIC / "youyo-postfix-log-parser_test.log"
+    youyo = require("postfix", "youyo-postfix-log-parser_test.log")
     s = scrape(youyo.read_text().splitlines())
     assert s.value("postfix_cleanup_messages_processed_total") == _count(youyo, "cleanup", "id=")
     assert s.value("postfix_smtpd_connects_total") == _count(youyo, "smtpd", "]: connect from")

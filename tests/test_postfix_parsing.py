@@ -14,9 +14,9 @@ from exporters.postfix_logs.envelope import Clock, split_envelope
 from exporters.postfix_logs.kinds import Kind
 from exporters.postfix_logs.programs import ProgramTable, ServiceMap
 from exporters.postfix_logs.settings import LogSettings
+from tests.shared_data import params
 
 SHAPES = Path(__file__).parent / "data" / "postfix-shapes.log"
-PUBLIC = Path("/work/shared/data/postfix")
 
 
 def _kinds(settings: LogSettings | None = None) -> tuple[LogAggregator, list[Kind | None]]:
@@ -233,7 +233,7 @@ def coverage(path: Path) -> tuple[int, int, int, int]:
     return counts.postfix, counts.postfix - counts.unsupported, deliberate, counts.malformed
 
 
-@pytest.mark.parametrize("path", sorted(PUBLIC.glob("*.log")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", params("postfix", "*.log"), ids=lambda p: getattr(p, "name", ""))
 def test_public_logs_are_understood_and_documented(path: Path) -> None:
     postfix, understood, deliberate, malformed = coverage(path)
     share = understood / (postfix - deliberate)

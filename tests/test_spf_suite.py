@@ -14,7 +14,6 @@ Skipped cases are listed in SKIPPED with the reason; docs/dns.md repeats them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import dns.exception
@@ -37,10 +36,7 @@ from dns.rdtypes.IN.AAAA import AAAA
 
 from exporters.dns.spf_eval import SpfEvaluator
 from tests.dns_loopback import LoopbackDns, Reply, respond
-
-SUITE = Path("/work/shared/data/spf/rfc7208-tests.yml")
-if not SUITE.is_file():  # a clone outside the planning machine carries its own copy
-    SUITE = Path(__file__).parent / "data" / "spf" / "rfc7208-tests.yml"
+from tests.shared_data import require
 
 SKIPPED: dict[str, str] = {
     "null-text": (
@@ -57,7 +53,7 @@ Entry = tuple[str, Any] | str
 
 
 def load_suite() -> list[dict[str, Any]]:
-    with SUITE.open("rb") as handle:
+    with require("spf", "rfc7208-tests.yml").open("rb") as handle:
         return list(yaml.safe_load_all(handle))
 
 
