@@ -6,6 +6,7 @@ import gzip
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -170,3 +171,53 @@ def test_parallel_parts_count_what_one_process_counts(tmp_path: Path) -> None:
         assert together["messages"][name] == alone["messages"][name]
     assert together["postscreen"] == alone["postscreen"]
     assert together["top"]["rejects"] == alone["top"]["rejects"]
+
+
+def _without_root_read(argv: list[str]) -> list[str]:
+    """``argv`` run so that file permissions apply: as root, without the capabilities
+    that let root read any file."""
+    if os.geteuid() != 0:
+        return argv
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip(
+            "running as root and setpriv (util-linux) is missing: cannot drop the read override"
+        )
+    return [setpriv, "--bounding-set", "-dac_override,-dac_read_search", *argv]
+
+
+def test_unreadable_inputs_are_told_apart(tmp_path: Path) -> None:
+    missing = mailprobe(str(tmp_path / "mail.log"))
+    assert missing.returncode == 3
+    assert "mail.log: no such file" in missing.stderr.decode()
+    directory = mailprobe(str(tmp_path))
+    assert directory.returncode == 3
+    assert f"{tmp_path}: is a directory" in directory.stderr.decode()
+    secret = tmp_path / "secret.log"
+    secret.write_text("Oct 10 04:02:08 mail postfix/qmgr[1]: 8A2B7400A: removed\n")
+    secret.chmod(0)
+    denied = subprocess.run(
+        _without_root_read([sys.executable, "-m", "monitor", "logs", str(secret)]),
+        capture_output=True,
+        timeout=120,
+        cwd=ROOT,
+        env={k: v for k, v in os.environ.items() if k != "MAILPROBE_CONFIG"},
+        check=False,
+    )
+    assert denied.returncode == 3, denied.stderr
+    assert "secret.log: permission denied" in denied.stderr.decode()
+
+
+def test_input_without_postfix_lines_says_so_and_fails() -> None:
+    binary = mailprobe("/bin/ls")
+    assert binary.returncode == 1
+    assert binary.stdout == b""
+    assert "no Postfix line found in" in binary.stderr.decode()
+    empty = mailprobe("-", stdin=b"")
+    assert empty.returncode == 1
+    assert "the input is empty" in empty.stderr.decode()
+    outside = mailprobe(
+        "--until", "2000-01-01", str(PUBLIC / "youyo-postfix-log-parser_test-iso8601.log")
+    )
+    assert outside.returncode == 1
+    assert "between --since and --until" in outside.stderr.decode()

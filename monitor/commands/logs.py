@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import sys
 import tempfile
 from contextlib import ExitStack
@@ -112,8 +113,9 @@ def _run(args: argparse.Namespace) -> int:
     names = args.files or ["-"]
     paths = [Path(n) for n in names if n != "-"]
     for path in paths:
-        if not path.is_file() or not os.access(path, os.R_OK):
-            print(f"mailprobe logs: {path}: not a readable file", file=sys.stderr)
+        problem = unreadable(path)
+        if problem is not None:
+            print(f"mailprobe logs: {path}: {problem}", file=sys.stderr)
             return EXIT_CANNOT_RUN
     if names.count("-") > 1:
         print("mailprobe logs: stdin ('-') given twice", file=sys.stderr)
@@ -138,11 +140,52 @@ def _run(args: argparse.Namespace) -> int:
         parts = [Part(None) if n == "-" else p for n in names for p in _parts(n, jobs)]
         analysis = _with_progress(parts, stdin, options, jobs, paths)
     report = build(analysis)
+    if not report["lines"]["postfix_lines"]:
+        print(f"mailprobe logs: {_nothing_found(report['lines'])}", file=sys.stderr)
+        return EXIT_NOT_FOUND
     try:
         _print_report(report, analysis.unsupported, args)
     except BrokenPipeError:  # `mailprobe logs ... | head`: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
+
+
+def unreadable(path: Path) -> str | None:
+    """Why ``path`` cannot be read as a log, in words that say what to do; None if it can.
+
+    Only regular files are read: a FIFO or a device could block the read for ever
+    (pipe those into stdin instead).
+    """
+    try:
+        mode = path.stat().st_mode
+        if stat.S_ISDIR(mode):
+            return "is a directory: name the log files in it (e.g. DIR/mail.log*)"
+        if not stat.S_ISREG(mode):
+            return f"is not a regular file: pipe it into stdin instead (mailprobe logs - < {path})"
+        with path.open("rb"):
+            return None
+    except (FileNotFoundError, NotADirectoryError):
+        return "no such file: check the path (Postfix often logs to /var/log/mail.log)"
+    except PermissionError:
+        return (
+            "permission denied: run as a user who may read it (root, or a member of the"
+            " group that owns it, often adm)"
+        )
+    except OSError as error:
+        return f"cannot open it: {error.strerror or error}"
+
+
+def _nothing_found(lines: dict[str, int]) -> str:
+    """What to say when no line of the input came from Postfix."""
+    total, outside = lines["total"], lines["outside_window"]
+    if not total:
+        return "the input is empty: no Postfix line found"
+    if outside == total:
+        return f"no Postfix line found between --since and --until ({total} lines outside)"
+    return (
+        f"no Postfix line found in {total} lines: is this a Postfix mail log? (syslog"
+        " lines from postfix/smtpd, postfix/qmgr and the like, or their journal)"
+    )
 
 
 def _print_report(report: dict[str, Any], unsupported: list[str], args: argparse.Namespace) -> None:
