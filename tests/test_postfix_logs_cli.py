@@ -216,8 +216,7 @@ def test_input_without_postfix_lines_says_so_and_fails() -> None:
     empty = mailprobe("-", stdin=b"")
     assert empty.returncode == 1
     assert "the input is empty" in empty.stderr.decode()
-    outside = mailprobe(
-        "--until", "2000-01-01", str(PUBLIC / "youyo-postfix-log-parser_test-iso8601.log")
-    )
+    source = require("postfix", "youyo-postfix-log-parser_test-iso8601.log")
+    outside = mailprobe("--until", "2000-01-01", str(source))
     assert outside.returncode == 1
     assert "between --since and --until" in outside.stderr.decode()
