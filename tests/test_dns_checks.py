@@ -8,6 +8,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import dns.message
+import dns.rdatatype
 import pytest
 import trustme
 from cryptography.hazmat.primitives import serialization
@@ -26,7 +28,7 @@ from exporters.dns.srv import SrvSettings, check_srv
 from exporters.dns.tlsa_check import TlsaSettings, check_tlsa
 from exporters.result import Outcome, Phase, Status
 from exporters.tlsa import record_for
-from tests.dns_loopback import Handler, LoopbackDns, Zone, validating
+from tests.dns_loopback import Handler, LoopbackDns, Reply, Zone, validating
 
 D = "example.test"
 CheckFn = Callable[[StubResolver, Any, Phase], Awaitable[Outcome]]
@@ -168,6 +170,24 @@ async def test_spf_include_loop() -> None:
     assert "SPF loop example.test -> a.example.test -> b.example.test -> a.example.test" in (
         outcome.reason
     )
+
+
+@pytest.mark.parametrize(
+    ("term", "section"),
+    [("include:", "5.2"), ("include", "5.2"), ("exists:", "5.7"), ("redirect=", "6.1")],
+)
+async def test_spf_term_without_a_domain_is_a_syntax_error_not_a_loop(
+    term: str, section: str
+) -> None:
+    zone = fleet()
+    zone.records[(f"{D}.", "TXT")] = [f'"v=spf1 a:srs.example.test {term} -all"']
+    outcome = await run(check_spf, SpfSettings(D, (SRS,)), zone)
+    assert outcome.status is Status.FAIL
+    assert (
+        f"SPF of example.test has a syntax error in '{term}':" in outcome.reason
+        and f"(RFC 7208 {section}; a permerror for every sender)" in outcome.reason
+    ), outcome.reason
+    assert "loop" not in outcome.reason
 
 
 async def test_spf_two_records_and_plus_all_and_voids() -> None:
@@ -502,3 +522,24 @@ async def test_dnssec_insecure_zone_fails() -> None:
     assert outcome.reason.startswith(
         "zone example.test is not DNSSEC-signed, or resolver 127.0.0.1:"
     )
+
+
+async def test_fcrdns_under_bogus_dnssec_claims_nothing_it_did_not_see() -> None:
+    """The PTR answer validates, the forward answer is bogus: the check fails on the
+    lookup, says nothing of where the name resolves, and its DNSSEC state is bogus."""
+    secure, bogus = fleet(), validating(signed("20200102000000"))
+
+    def handler(query: dns.message.Message, via: str) -> Reply:
+        ptr = query.question[0].rdtype == dns.rdatatype.PTR
+        return secure(query, via) if ptr else bogus(query, via)
+
+    settings = FcrdnsSettings("srs.example.test", ("127.77.0.4",))
+    outcome = await run(check_fcrdns, settings, handler)
+    assert outcome.status is Status.FAIL
+    assert outcome.reason.startswith(
+        "PTR 4.0.77.127.in-addr.arpa -> srs.example.test, and then A srs.example.test: "
+        "DNSSEC validation failed (bogus)"
+    ), outcome.reason
+    assert "resolve back" not in outcome.reason and "forward-confirmed" not in outcome.reason
+    assert outcome.facts["dnssec_state"] == "bogus"
+    assert outcome.facts["fcrdns_confirmed_addresses"] == 0

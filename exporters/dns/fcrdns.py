@@ -9,7 +9,7 @@ import dns.rdatatype
 import dns.reversename
 
 from exporters.dns.findings import Findings, name_text
-from exporters.dns.resolver import DnsError, StubResolver
+from exporters.dns.resolver import DnsBogus, DnsError, StubResolver
 from exporters.result import Outcome, Phase
 
 
@@ -34,6 +34,7 @@ async def check_fcrdns(resolver: StubResolver, settings: FcrdnsSettings, phase: 
         try:
             answer = await resolver.query(reverse, dns.rdatatype.PTR)
         except DnsError as exc:
+            _bogus_state(found, exc)
             found.fail(f"reverse DNS of {address} ({settings.host}): {exc.reason}")
             continue
         found.dnssec(answer)
@@ -43,21 +44,27 @@ async def check_fcrdns(resolver: StubResolver, settings: FcrdnsSettings, phase: 
             continue
         family = dns.rdatatype.A if address.version == 4 else dns.rdatatype.AAAA
         matching = []
+        # Only of names whose forward lookup answered can we say they do not resolve
+        # back: a failed lookup (reported as such) confirms nothing either way.
+        answered = []
         for name in names:
             phase.enter(f"{dns.rdatatype.to_text(family)} {name}")
             try:
                 forward = await resolver.query(name, family)
             except DnsError as exc:
+                _bogus_state(found, exc)
                 found.fail(f"PTR {owner} -> {name}, and then {exc.reason}")
                 continue
             found.dnssec(forward)
+            answered.append(name)
             if any(ipaddress.ip_address(r.to_text()) == address for r in forward.records):
                 matching.append(name)
         if not matching:
-            found.fail(
-                f"PTR {owner} -> {', '.join(names)}, which does not resolve back to {address} "
-                f"({settings.host}): not forward-confirmed"
-            )
+            if answered:
+                found.fail(
+                    f"PTR {owner} -> {', '.join(answered)}, which does not resolve back to"
+                    f" {address} ({settings.host}): not forward-confirmed"
+                )
             continue
         confirmed += 1
         if expected not in matching:
@@ -68,3 +75,9 @@ async def check_fcrdns(resolver: StubResolver, settings: FcrdnsSettings, phase: 
             found.note(f"{address}: PTR {expected}, forward-confirmed")
     found.facts["fcrdns_confirmed_addresses"] = confirmed
     return found.outcome()
+
+
+def _bogus_state(found: Findings, exc: DnsError) -> None:
+    """A bogus answer makes the check's DNSSEC state bogus, though it yields no records."""
+    if isinstance(exc, DnsBogus):
+        found.dnssec(exc.answer)

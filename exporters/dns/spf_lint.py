@@ -31,6 +31,9 @@ MAX_DEPTH = 10
 
 MECHANISMS = {"all", "include", "a", "mx", "ptr", "ip4", "ip6", "exists"}
 LOOKUP_MECHANISMS = {"include", "a", "mx", "ptr", "exists"}
+NEEDS_DOMAIN = {"include", "exists"}
+"""Mechanisms whose ``:domain-spec`` is not optional (RFC 7208 5.2, 5.7)."""
+SECTIONS = {"include": "5.2", "a": "5.3", "mx": "5.4", "ptr": "5.5", "exists": "5.7"}
 _TERM = re.compile(r"^([+\-~?]?)([a-z0-9]+)(?::([^/]*))?(/.*)?$", re.IGNORECASE)
 _MODIFIER = re.compile(r"^([a-z][a-z0-9_.\-]*)=(.*)$", re.IGNORECASE)
 
@@ -103,6 +106,9 @@ class _Walker:
             if modifier:
                 key, value = modifier.group(1).lower(), modifier.group(2)
                 if key == "redirect":
+                    if not value:
+                        self._syntax(domain, term, "redirect= needs a domain", "6.1")
+                        continue
                     redirect = value
                     if top:
                         self.tree.has_redirect = True
@@ -120,6 +126,10 @@ class _Walker:
                     self.tree.all_qualifier = qualifier
                 continue
             if mechanism not in LOOKUP_MECHANISMS:
+                continue
+            if target == "" or (target is None and mechanism in NEEDS_DOMAIN):
+                # not the record's own domain (a self-include, a loop): no domain at all
+                self._syntax(domain, term, f"{mechanism} needs a domain", SECTIONS[mechanism])
                 continue
             cost += 1
             spent = 1
@@ -150,6 +160,13 @@ class _Walker:
             if top:
                 self.tree.lookups_by_term.append((f"redirect={redirect}", spent))
         return cost
+
+    def _syntax(self, domain: str, term: str, why: str, section: str) -> None:
+        """A term RFC 7208's ABNF does not allow: the record is a permerror for everyone."""
+        self.tree.errors.append(
+            f"SPF of {domain} has a syntax error in '{term}': {why}"
+            f" (RFC 7208 {section}; a permerror for every sender)"
+        )
 
     async def follow(self, target: str, via: str, path: list[str]) -> int:
         target = name_text(target)
