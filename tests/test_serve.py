@@ -266,8 +266,8 @@ def test_web_tls_and_basic_auth(tmp_path: Path) -> None:
         },
     )
     client_context = ssl.create_default_context(cafile=str(tls.ca_file))
-    # An unknown user costs serve two bcrypt operations at the default cost (a dummy hash
-    # made once, then checked): about 0.5 s of CPU, which took over 5 s on a busy machine.
+    # An unknown user costs serve two bcrypt operations (a stand-in hash made once, then
+    # checked), at cost 6 like the configured hash: generous timeouts for a busy machine.
     with ServeProcess(config) as serve, httpx.Client(verify=client_context, timeout=30) as client:
         serve.wait_listening()
         base = f"https://{serve.listen}"

@@ -220,6 +220,23 @@ async def test_a_replaced_hash_invalidates_the_cached_password() -> None:
     assert await auth.verify(basic("prom", "new"))
 
 
+async def test_unknown_users_are_checked_at_the_cost_of_the_configured_hashes() -> None:
+    # A stand-in check at another cost than the real hashes would let timing tell an
+    # unknown user name from a known one.
+    auth = BasicAuth({"prom": bcrypt.hashpw(b"pw", bcrypt.gensalt(rounds=5)).decode()})
+    assert not await auth.verify(basic("nobody", "pw"))
+    assert auth.stand_in_hash is not None and auth.stand_in_hash.startswith("$2b$05$")
+    costs = {"a": 6, "b": 7, "c": 7}
+    auth.replace_users(
+        {
+            user: bcrypt.hashpw(b"pw", bcrypt.gensalt(rounds=cost)).decode()
+            for user, cost in costs.items()
+        }
+    )
+    assert not await auth.verify(basic("nobody", "pw"))
+    assert auth.stand_in_hash is not None and auth.stand_in_hash.startswith("$2b$07$")
+
+
 # --- TLS settings ----------------------------------------------------------------------
 
 

@@ -10,7 +10,7 @@ import logging
 import ssl
 from collections.abc import Awaitable, Callable
 
-from aiohttp import web
+from aiohttp import web, web_response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
 
@@ -22,6 +22,13 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 REALM = "mailprobe"
+SERVER_NAME = "mailprobe"
+"""The ``Server`` header of every response: no program or library versions for a scanner."""
+
+# aiohttp puts its own and Python's version in the Server header of every response,
+# including the 400s its parser answers before any handler or middleware runs; it has no
+# setting for that, so its default is replaced here, once, for the whole process.
+web_response.SERVER_SOFTWARE = SERVER_NAME  # type: ignore[attr-defined]  # not re-exported
 
 
 def build_app(

@@ -3,9 +3,9 @@
 bcrypt is slow on purpose (about 0.1-0.3 s per check), too slow to pay on every scrape,
 so a successful verification is remembered under a SHA-256 of user, stored hash and
 password; the password itself is never kept.  A changed hash (after a reload) no longer
-matches its old cache entries.  An unknown user is still checked against a dummy hash so
-the answer takes as long as for a known one, and user names are compared in constant
-time.
+matches its old cache entries.  An unknown user is still checked against a stand-in hash
+of the same cost as the configured ones (the cost sets bcrypt's time), so the answer
+takes as long as for a known one, and user names are compared in constant time.
 """
 
 from __future__ import annotations
@@ -15,12 +15,14 @@ import base64
 import binascii
 import hashlib
 import hmac
-from collections import OrderedDict
-from collections.abc import Mapping
+from collections import Counter, OrderedDict
+from collections.abc import Iterable, Mapping
 
 import bcrypt
 
 CACHE_SIZE = 256
+DEFAULT_COST = 12
+"""bcrypt's own default cost: the stand-in's when no configured hash names one."""
 
 
 def parse_basic(header: str | None) -> tuple[str, str] | None:
@@ -45,13 +47,42 @@ def _checkpw(password: str, hashed: str) -> bool:
         return False
 
 
+def hash_cost(hashed: str) -> int | None:
+    """The cost of a ``$2b$12$...`` hash (12), or None if it does not name one."""
+    parts = hashed.split("$")
+    if len(parts) < 4 or not parts[2].isdigit():
+        return None
+    return int(parts[2])
+
+
+def stand_in_cost(hashes: Iterable[str]) -> int:
+    """The cost most configured hashes use (the higher one on a tie).
+
+    With hashes of mixed costs, timing tells users of a rarer cost apart whatever the
+    stand-in's cost; the most common one hides the most names.
+    """
+    costs = Counter(cost for hashed in hashes if (cost := hash_cost(hashed)) is not None)
+    if not costs:
+        return DEFAULT_COST
+    return max(costs, key=lambda cost: (costs[cost], cost))
+
+
+def _make_stand_in(cost: int) -> str:
+    return bcrypt.hashpw(b"", bcrypt.gensalt(rounds=cost)).decode("ascii")
+
+
 class BasicAuth:
     """Verifies ``Authorization`` headers against ``users`` (name -> bcrypt hash)."""
 
     def __init__(self, users: Mapping[str, str]) -> None:
         self._users = dict(users)
         self._verified: OrderedDict[bytes, None] = OrderedDict()
-        self._dummy_hash: str | None = None
+        self._stand_in: str | None = None
+
+    @property
+    def stand_in_hash(self) -> str | None:
+        """The hash unknown users are checked against; made at their first attempt."""
+        return self._stand_in
 
     @property
     def enabled(self) -> bool:
@@ -59,6 +90,10 @@ class BasicAuth:
 
     def replace_users(self, users: Mapping[str, str]) -> None:
         self._users = dict(users)
+        if self._stand_in is not None and hash_cost(self._stand_in) != stand_in_cost(
+            self._users.values()
+        ):
+            self._stand_in = None
 
     def _lookup(self, user: str) -> str | None:
         """The stored hash for ``user``, comparing every name in constant time."""
@@ -75,9 +110,12 @@ class BasicAuth:
         user, password = credentials
         hashed = self._lookup(user)
         if hashed is None:
-            if self._dummy_hash is None:
-                self._dummy_hash = bcrypt.hashpw(b"", bcrypt.gensalt()).decode("ascii")
-            await asyncio.to_thread(_checkpw, password, self._dummy_hash)
+            stand_in = self._stand_in
+            if stand_in is None:
+                cost = stand_in_cost(self._users.values())
+                stand_in = await asyncio.to_thread(_make_stand_in, cost)
+                self._stand_in = stand_in
+            await asyncio.to_thread(_checkpw, password, stand_in)
             return False
         key = hashlib.sha256(
             b"\0".join(s.encode("utf-8") for s in (user, hashed, password))
