@@ -10,7 +10,8 @@ with the Python headers for the mypyc build (deploy/apt-packages.txt). Each tool
 run as research §e describes:
 
 * ``mailprobe logs FILE`` and ``pflogsumm FILE``: one-shot, output discarded; wall
-  time, CPU time and peak RSS from ``wait4``. mailprobe runs twice over: from a copy
+  time, CPU time and peak RSS of each run measured by GNU time (``/usr/bin/time``) as
+  its launcher (``run_command``). mailprobe runs twice over: from a copy
   of the source compiled by mypyc as ``scripts/setup.sh`` installs it (the reference
   row), and from a pure-Python copy (bench/trees.py).
 * prometheus-postfix-exporter only tails: it is started on an empty file, the input is
@@ -42,6 +43,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Callable
@@ -84,16 +86,34 @@ class Run:
     rss_mb: float
 
 
+TIME = "/usr/bin/time"
+"""GNU time: a small launcher whose ``wait4`` reports the tool's own peak RSS."""
+
+
 def run_command(command: list[str], cwd: Path | None = None) -> Run:
-    started = time.monotonic()
-    process = subprocess.Popen(
-        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=cwd
-    )
-    _pid, status, usage = os.wait4(process.pid, 0)
-    wall = time.monotonic() - started
-    if status != 0:
-        raise RuntimeError(f"{command[0]} exited with status {status}")
-    return Run(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)
+    """Wall time, CPU time (with the tool's workers) and peak RSS of one run.
+
+    The peak RSS comes from GNU time (``%M``), not from our own ``wait4``: a child
+    started by this process inherits its high-water mark when it execs (Linux carries
+    ``maxrss`` over ``exec``, and ``subprocess`` uses ``vfork``), so a bench that has
+    grown to 200 MB would report at least 200 MB for ``true``. GNU time is a few
+    hundred KB when it forks the tool. With worker processes, ``%M`` is the largest
+    single process of the tool, not their sum.
+    """
+    with tempfile.NamedTemporaryFile("r", prefix="mailprobe-bench-time-") as report:
+        started = time.monotonic()
+        process = subprocess.run(
+            [TIME, "--format", "%U %S %M", "--output", report.name, *command],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=cwd,
+            check=False,
+        )
+        wall = time.monotonic() - started
+        if process.returncode != 0:
+            raise RuntimeError(f"{command[0]} exited with status {process.returncode}")
+        user, system, max_kb = report.read().split()[-3:]
+    return Run(wall, float(user) + float(system), int(max_kb) / 1024)
 
 
 def _cpu_seconds(pid: int) -> float:
