@@ -15,6 +15,9 @@ else
     SUDO=""
 fi
 
+# shellcheck source=scripts/apt-lock.sh
+source scripts/apt-lock.sh
+
 packages=$(grep -v '^\s*#' deploy/apt-packages.txt | grep -v '^\s*$' | tr '\n' ' ')
 missing=$(dpkg-query -W -f='${Package} ${Status}\n' $packages 2>/dev/null \
     | awk '$NF != "installed" {print $1}' || true)
@@ -26,9 +29,11 @@ missing=$(echo $missing | tr ' ' '\n' | sort -u | tr '\n' ' ')
 if [[ -n "${missing// /}" ]]; then
     echo "setup: installing Debian packages: $missing"
     # Postfix asks how to configure itself; the lab runs its own instances, so "Local only".
-    echo "postfix postfix/main_mailer_type select Local only" | $SUDO debconf-set-selections
-    $SUDO apt-get update -q
-    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing
+    retry_while_locked $SUDO sh -c \
+        'echo "postfix postfix/main_mailer_type select Local only" | debconf-set-selections'
+    retry_while_locked $SUDO "${APT[@]}" update -q
+    retry_while_locked $SUDO env DEBIAN_FRONTEND=noninteractive \
+        "${APT[@]}" install -y -q --no-install-recommends $missing
     # Debian starts daemons on install where it can; the lab runs its own, so stop the stock
     # ones. Only right after installing: some init scripts (opendkim, opendmarc) stop by
     # executable name, which would also kill a running lab's daemons.
@@ -41,7 +46,9 @@ fi
 
 python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip
-.venv/bin/pip install -q -e ".$extras"
+# setuptools says, as a warning, that an editable install finds the packages with a
+# meta path finder: information for packagers, not for someone setting up mailprobe.
+PYTHONWARNINGS="ignore:Editable installation.:UserWarning" .venv/bin/pip install -q -e ".$extras"
 # Compiled modules sit beside the sources they replace (setup.py, docs/performance.md).
 rm -f exporters/postfix_logs/*.so
 if [[ -z "$extras" ]]; then

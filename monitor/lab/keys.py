@@ -12,12 +12,13 @@ import os
 import secrets
 from pathlib import Path
 
-import dns.dnssec
 import dns.dnssectypes
 import dns.rdata
 import dns.rdtypes.ANY.DNSKEY
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from monitor.lab.dnssec import dnssec
 
 
 def ensure_secret_file(path: Path, nbytes: int = 18) -> str:
@@ -90,7 +91,7 @@ def ensure_ec_key(path: Path) -> ec.EllipticCurvePrivateKey:
 
 def dnskey(key: ec.EllipticCurvePrivateKey) -> dns.rdtypes.ANY.DNSKEY.DNSKEY:
     """The zone's combined signing key (KSK+ZSK, flags 257) as a DNSKEY rdata."""
-    return dns.dnssec.make_dnskey(
+    return dnssec.make_dnskey(
         key.public_key(),
         dns.dnssectypes.Algorithm.ECDSAP256SHA256,
         flags=257,

@@ -11,12 +11,12 @@ import datetime as dt
 from collections.abc import Collection
 from dataclasses import dataclass
 
-import dns.dnssec
 import dns.rdtypes.ANY.DNSKEY
 import dns.zone
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from monitor.lab import faults as F
+from monitor.lab.dnssec import dnssec
 from monitor.lab.net import Host, reverse_name
 
 TTL = 60
@@ -165,7 +165,7 @@ def sign_expired(
     zone = dns.zone.from_text(text, origin=origin, relativize=False)
     now = dt.datetime.now(dt.UTC)
     with zone.writer() as txn:
-        dns.dnssec.sign_zone(
+        dnssec.sign_zone(
             zone,
             txn=txn,
             keys=[(key, dnskey)],

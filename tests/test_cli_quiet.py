@@ -1,0 +1,48 @@
+"""What a user sees: no library's warnings on any command, ``--help`` included."""
+
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from monitor.cli import SUBCOMMANDS
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def mailprobe(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHONWARNINGS")}
+    return subprocess.run(
+        [sys.executable, "-m", "monitor", *args],
+        capture_output=True, text=True, timeout=60, cwd=REPO, env=env, check=False,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("args", [(), *((name,) for name in SUBCOMMANDS)], ids=str)
+def test_help_prints_only_help(args: tuple[str, ...]) -> None:
+    done = mailprobe(*args, "--help")
+    assert done.returncode == 0
+    assert done.stderr == ""
+    assert done.stdout.startswith("usage: mailprobe")
+
+
+def test_dns_dnssec_is_imported_in_one_place() -> None:
+    """Importing dns.dnssec elsewhere first would bring cryptography's DSA warning back."""
+    importers = []
+    for path in sorted([*(REPO / "monitor").rglob("*.py"), *(REPO / "exporters").rglob("*.py")]):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [f"{node.module}.{a.name}" for a in node.names]
+                if isinstance(node, ast.ImportFrom) and node.module
+                else []
+            )
+            if any(n == "dns.dnssec" or n.startswith("dns.dnssecalgs") for n in names):
+                importers.append(str(path.relative_to(REPO)))
+    assert importers == ["monitor/lab/dnssec.py"]
