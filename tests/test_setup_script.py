@@ -41,7 +41,7 @@ def test_setup_prints_no_warning_from_the_build(tmp_path: Path) -> None:
 def test_every_apt_get_waits_for_the_dpkg_lock() -> None:
     setup = (SCRIPTS / "setup.sh").read_text()
     calls = [line for line in setup.splitlines() if re.search(r"\bapt-get\b", line)]
-    assert calls == [], "call apt-get as \"${APT[@]}\" (scripts/apt-lock.sh)"
+    assert calls == [], 'call apt-get as "${APT[@]}" (scripts/apt-lock.sh)'
     assert setup.count('"${APT[@]}"') == 2  # update and install
     lock = (SCRIPTS / "apt-lock.sh").read_text()
     assert 'APT=(apt-get -o "DPkg::Lock::Timeout=$APT_LOCK_WAIT")' in lock
