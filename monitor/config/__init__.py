@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from monitor.config.base import ConfigPath, PositiveSeconds, Strict
 from monitor.config.canary import CanarySection
@@ -58,6 +58,12 @@ class Config(Strict):
     def _host_port(cls, value: str) -> str:
         parse_listen(value)
         return value
+
+    @model_validator(mode="after")
+    def _resolvers_for_smtp(self) -> Config:
+        if self.smtp.mta_sts and not self.dns.resolvers:
+            raise ValueError("smtp: 'mta_sts' needs at least one entry in 'dns.resolvers'")
+        return self
 
 
 def parse_listen(value: str) -> tuple[str, int]:

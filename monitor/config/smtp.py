@@ -28,8 +28,17 @@ class SmtpTarget(Strict):
     """Interval and timeout of this endpoint's checks."""
 
 
+class MtaStsDomain(Strict):
+    domain: str = Field(min_length=1)
+    """Mail domain whose MTA-STS policy is fetched and judged (needs `dns.resolvers`)."""
+    schedule: Schedule = Schedule()
+    """Interval and timeout of this domain's MTA-STS check; unset interval: one hour."""
+
+
 class SmtpSection(Strict):
     ca_file: ConfigPath | None = None
     """CA bundle trusted for every endpoint; unset uses the system store."""
     targets: list[SmtpTarget] = Field(default_factory=list)
     """Endpoints to probe."""
+    mta_sts: list[MtaStsDomain] = Field(default_factory=list)
+    """Domains whose MTA-STS policy (RFC 8461) is fetched over HTTPS and judged."""

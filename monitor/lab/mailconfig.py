@@ -66,6 +66,7 @@ def config_data(lab: Lab) -> dict[str, Any]:
                 target("submission-465", "submit", 465, "implicit"),
                 target("world", "world", 25, "starttls"),
             ],
+            "mta_sts": [{"domain": lab.domain}],
         },
         "dns": dns_section(lab),
         "canary": {

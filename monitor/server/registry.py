@@ -10,13 +10,13 @@ from collections.abc import Sequence
 
 from prometheus_client.registry import CollectorRegistry
 
-from monitor.metrics import dns
+from monitor.metrics import dns, mta_sts
 from monitor.metrics.checks import BuildInfoCollector, ChecksCollector
 from monitor.metrics.facts import FactMetric
 from monitor.results import ResultsStore
 from monitor.server.reload import ReloadStatus
 
-FACT_METRICS: tuple[FactMetric, ...] = (*dns.FACT_METRICS,)
+FACT_METRICS: tuple[FactMetric, ...] = (*dns.FACT_METRICS, *mta_sts.FACT_METRICS)
 """Check facts exported as gauges: each source's metrics module names its own entries."""
 
 

@@ -6,6 +6,7 @@ the classes here implement those protocols on the shared :class:`StateStore`, an
 """
 
 from monitor.state.log_positions import LogPositions
+from monitor.state.mta_sts import StsPolicies
 from monitor.state.store import STATE_FILE_NAME, StateError, StateStore
 
-__all__ = ["STATE_FILE_NAME", "LogPositions", "StateError", "StateStore"]
+__all__ = ["STATE_FILE_NAME", "LogPositions", "StateError", "StateStore", "StsPolicies"]

@@ -18,4 +18,17 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         ) STRICT
         """,
     ),
+    # 2: the last MTA-STS policy seen per domain, to notice a policy changed under an
+    # unchanged _mta-sts id (exporters/smtp/mta_sts.py).
+    (
+        """
+        CREATE TABLE mta_sts_policies (
+            domain           TEXT PRIMARY KEY,
+            policy_id        TEXT NOT NULL,
+            sha256           TEXT NOT NULL,
+            changed_under_id TEXT,
+            updated_at       REAL NOT NULL
+        ) STRICT
+        """,
+    ),
 )
