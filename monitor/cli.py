@@ -16,6 +16,7 @@ SUBCOMMANDS = {
     "config": "monitor.commands.config_check",
     "lab": "monitor.lab.cli",
     "logs": "monitor.commands.logs",
+    "dmarc": "monitor.commands.dmarc",
 }
 """Subcommand -> the module that registers it. Only the module of the command being
 run is imported (``mailprobe logs`` does not load the web server, the DNS checks or
