@@ -57,8 +57,12 @@ def _import(args: argparse.Namespace) -> int:
                 "items": len(results),
                 "outcomes": dict(sorted(outcomes.items())),
                 "refused": [
-                    {"origin": r.origin, "reason": r.reason.value if r.reason else "",
-                     "detail": r.detail, "outcome": r.outcome.value}
+                    {
+                        "origin": r.origin,
+                        "reason": r.reason.value if r.reason else "",
+                        "detail": r.detail,
+                        "outcome": r.outcome.value,
+                    }
                     for r in refused
                 ],
             },
@@ -67,7 +71,9 @@ def _import(args: argparse.Namespace) -> int:
         )
         print()
     else:
-        print(f"{len(results)} item(s): " + ", ".join(f"{n} {o}" for o, n in sorted(outcomes.items())))
+        print(
+            f"{len(results)} item(s): " + ", ".join(f"{n} {o}" for o, n in sorted(outcomes.items()))
+        )
         for r in refused:
             print(f"  {r.outcome.value}: {r.origin}: {r.detail}")
     return EXIT_SOME_INVALID if outcomes.get("invalid") else 0

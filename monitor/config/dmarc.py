@@ -63,7 +63,7 @@ class DmarcSection(Strict):
     """`reports-fresh` warns when no aggregate report ended within this many days."""
     spoofing: Spoofing = Spoofing()
     top_reporters: int = Field(default=20, ge=1, le=200)
-    """Reporter organisations named in metric labels, in order of first report; later ones are `other`."""
+    """Reporters named in metric labels, in order of first report; later ones are `other`."""
     limits: DmarcLimits = DmarcLimits()
     workers: int = Field(default=2, ge=1, le=32)
     """Parser processes."""

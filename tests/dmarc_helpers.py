@@ -1,0 +1,56 @@
+"""Small builders shared by the DMARC tests: configs, report XML and report mails."""
+
+from __future__ import annotations
+
+import gzip
+from email.message import EmailMessage
+from pathlib import Path
+
+from monitor.config import Config, parse_config
+
+
+def dmarc_config(state_dir: Path, domains: list[str], extra: str = "") -> Config:
+    listed = ", ".join(domains)
+    return parse_config(
+        f"state_dir: {state_dir}\n"
+        f"dmarc:\n  domains: [{listed}]\n  workers: 1\n  in_flight: 2\n{extra}"
+    )
+
+
+def record(source: str, count: int, dkim: str, spf: str, domain: str, reason: str = "") -> str:
+    why = f"<reason><type>{reason}</type></reason>" if reason else ""
+    return (
+        f"<record><row><source_ip>{source}</source_ip><count>{count}</count>"
+        f"<policy_evaluated><disposition>none</disposition><dkim>{dkim}</dkim>"
+        f"<spf>{spf}</spf>{why}</policy_evaluated></row>"
+        f"<identifiers><header_from>{domain}</header_from></identifiers>"
+        f"<auth_results><spf><domain>{domain}</domain><result>{spf}</result></spf>"
+        f"</auth_results></record>"
+    )
+
+
+def aggregate_xml(
+    domain: str, report_id: str, begin: int, end: int, records: list[str], org: str = "rep.test"
+) -> bytes:
+    return (
+        f'<?xml version="1.0" encoding="UTF-8"?>\n<feedback><report_metadata>'
+        f"<org_name>{org}</org_name><email>dmarc@{org}</email>"
+        f"<report_id>{report_id}</report_id>"
+        f"<date_range><begin>{begin}</begin><end>{end}</end></date_range></report_metadata>"
+        f"<policy_published><domain>{domain}</domain><p>none</p></policy_published>"
+        + "".join(records)
+        + "</feedback>\n"
+    ).encode()
+
+
+def report_mail(xml: bytes, message_id: str, sender: str = "dmarc@rep.test") -> bytes:
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = "dmarc@example.test"
+    message["Subject"] = "Report Domain: example.test"
+    message["Message-ID"] = message_id
+    message.set_content("aggregate report\n")
+    message.add_attachment(
+        gzip.compress(xml, mtime=0), maintype="application", subtype="gzip", filename="r.xml.gz"
+    )
+    return message.as_bytes()
