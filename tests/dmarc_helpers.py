@@ -54,3 +54,52 @@ def report_mail(xml: bytes, message_id: str, sender: str = "dmarc@rep.test") -> 
         gzip.compress(xml, mtime=0), maintype="application", subtype="gzip", filename="r.xml.gz"
     )
     return message.as_bytes()
+
+
+def tls_json(
+    domain: str,
+    report_id: str,
+    begin: str,
+    end: str,
+    ok: int,
+    failed: int,
+    org: str = "tls.rep.test",
+    result_type: str = "certificate-expired",
+) -> bytes:
+    import json
+
+    details = (
+        [
+            {
+                "result-type": result_type,
+                "failed-session-count": failed,
+                "sending-mta-ip": "192.0.2.9",
+                "receiving-mx-hostname": f"mx.{domain}",
+            }
+        ]
+        if failed
+        else []
+    )
+    return json.dumps(
+        {
+            "organization-name": org,
+            "date-range": {"start-datetime": begin, "end-datetime": end},
+            "contact-info": f"tlsrpt@{org}",
+            "report-id": report_id,
+            "policies": [
+                {
+                    "policy": {
+                        "policy-type": "sts",
+                        "policy-domain": domain,
+                        "policy-string": ["version: STSv1", "mode: enforce"],
+                        "mx-host": [f"mx.{domain}"],
+                    },
+                    "summary": {
+                        "total-successful-session-count": ok,
+                        "total-failure-session-count": failed,
+                    },
+                    "failure-details": details,
+                }
+            ],
+        }
+    ).encode()

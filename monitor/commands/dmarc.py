@@ -33,6 +33,47 @@ def register(subparsers: Any) -> None:
     add_config_option(importing)
     importing.add_argument("--format", choices=["text", "json"], default="text")
     importing.set_defaults(func=_import)
+    reporting = commands.add_parser(
+        "report",
+        help="what p=quarantine / p=reject would do, by source class and source",
+        description="The readiness report: per domain and source class, messages passing"
+        " and failing DMARC, SPF and DKIM alignment, what a stricter policy would do to"
+        " legitimate mail, and a verdict with its blockers.",
+    )
+    add_config_option(reporting)
+    reporting.add_argument(
+        "--days",
+        type=int,
+        default=None,
+        help="reports that ended this many days back (default: dmarc.window_days)",
+    )
+    reporting.add_argument("--format", choices=["text", "json"], default="text")
+    reporting.add_argument(
+        "--no-dns", action="store_true", help="do not look up PTR names of the sources"
+    )
+    reporting.set_defaults(func=_report)
+
+
+def _report(args: argparse.Namespace) -> int:
+    config = load_or_report(args)
+    if config is None:
+        return EXIT_CANNOT_RUN
+    if not config.dmarc.domains:
+        print("dmarc.domains is empty: nothing to report on", file=sys.stderr)
+        return EXIT_CANNOT_RUN
+    days = args.days if args.days is not None else config.dmarc.window_days
+    if days < 1:
+        print("--days must be 1 or more", file=sys.stderr)
+        return EXIT_CANNOT_RUN
+    from monitor.dmarc.report import build_report, render_text
+
+    report = asyncio.run(build_report(config, days, lookup_ptr=not args.no_dns))
+    if args.format == "json":
+        json.dump(report, sys.stdout, indent=2)
+        print()
+    else:
+        sys.stdout.write(render_text(report))
+    return 0
 
 
 def _import(args: argparse.Namespace) -> int:
