@@ -88,7 +88,7 @@ def test_hung_server_fails_with_phase_and_exits_2(tmp_path: Path) -> None:
     jsonschema.validate(document, SCHEMA)
     by_target = {r["target"]: r for r in document["results"]}
     assert by_target["hung"]["status"] == "fail"
-    assert "in banner" in by_target["hung"]["reason"]
+    assert by_target["hung"]["reason"].startswith("banner: no complete answer")
     assert by_target["hung"]["duration_seconds"] < 5
     assert by_target["good"]["status"] == "ok"
 
@@ -100,7 +100,7 @@ def test_untrusted_certificate_fails_with_reason(tmp_path: Path) -> None:
         cfg = write_config(tmp_path / "c.yml", other_ca.ca_file, [("mitm", smtp.port)])
         done = run(cfg)
     assert done.returncode == 2
-    assert "certificate not trusted" in done.stdout
+    assert "PKIX" in done.stdout
 
 
 def test_text_table_names_reason(tmp_path: Path) -> None:
@@ -110,7 +110,7 @@ def test_text_table_names_reason(tmp_path: Path) -> None:
         done = run(cfg)
     assert done.returncode == 2
     assert "hung" in done.stdout and "fail" in done.stdout
-    assert "timed out" in done.stdout or "no answer" in done.stdout
+    assert "banner:" in done.stdout
 
 
 def test_invalid_config_exits_3(tmp_path: Path) -> None:
@@ -118,7 +118,7 @@ def test_invalid_config_exits_3(tmp_path: Path) -> None:
     cfg.write_text("smtp: {targets: [{name: x}]}\n")
     done = run(cfg)
     assert done.returncode == 3
-    assert "smtp.targets[0].host" in done.stderr
+    assert "smtp.targets[0]" in done.stderr and "'host' or 'mx_of'" in done.stderr
 
 
 def test_no_matching_checks_exits_3(tmp_path: Path) -> None:

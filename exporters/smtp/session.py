@@ -1,175 +1,328 @@
-"""One SMTP session against one endpoint: connect, banner, EHLO, TLS, QUIT.
+"""One SMTP session with one address: connect, banner, EHLO, TLS, EHLO again, QUIT.
 
-Each step runs in a named phase with its own timeout so a hang says where it happened,
-and each aiosmtplib error is mapped to a reason by its type, never by its text.
+Each step runs in a named phase with its own timeout and is timed, so a hang or an
+error says where it happened.  The exchange is spoken over asyncio streams rather
+than through ``aiosmtplib.SMTP``: the prober needs the raw conversation (a transcript,
+byte limits on replies, the served chain of a handshake that verifies nothing) and the
+reasons must name SMTP's own words; aiosmtplib's EHLO parser is reused.
+
+:func:`open_session` hands back a connected :class:`SmtpSession` after STARTTLS (or the
+implicit handshake) and the second EHLO, for other probes to continue the
+conversation with :meth:`SmtpSession.command`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import socket
 import ssl
 import time
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Literal
 
-import aiosmtplib
-from aiosmtplib.errors import (
-    SMTPConnectResponseError,
-    SMTPException,
-    SMTPResponseException,
-    SMTPServerDisconnected,
-    SMTPTimeoutError,
-)
+from aiosmtplib.esmtp import parse_esmtp_extensions
 
-from exporters.result import CheckFailure, FactValue, Outcome, Phase
+from exporters.result import Phase
+from exporters.smtp.reply import MAX_REPLY_BYTES, Reply, ReplyError, excerpt, read_reply
+from exporters.smtp.tlsfacts import TlsFacts, client_context
+from exporters.smtp.transcript import Transcript
 
 TlsMode = Literal["starttls", "implicit", "none"]
+Family = Literal["ipv4", "ipv6"]
+
+PHASES = ("resolve", "tlsa", "connect", "tls", "banner", "ehlo", "starttls", "ehlo_tls", "quit")
+"""Every phase a session or a probe reports, in order (``tls`` is the implicit
+handshake on 465, ``starttls`` the command and its handshake)."""
+
+EXTENSIONS = ("starttls", "pipelining", "size", "smtputf8", "requiretls", "chunking", "auth")
 
 
 @dataclass(frozen=True, slots=True)
 class SmtpEndpoint:
-    host: str
+    """One address to talk to and how."""
+
+    address: str
     port: int
     tls: TlsMode = "starttls"
-    server_name: str | None = None
+    tls_name: str | None = None
+    """SNI and the name the certificate must carry; None for an IP literal target."""
+    banner_host: str | None = None
     ehlo_name: str = "mailprobe.invalid"
-    ca_file: Path | None = None
-    step_timeout: float = 10.0
-    cert_warn_days: float = 14.0
+    phase_timeout: float = 8.0
 
     @property
-    def tls_name(self) -> str:
-        return self.server_name or self.host
+    def where(self) -> str:
+        host = f"[{self.address}]" if ":" in self.address else self.address
+        return f"{host}:{self.port}"
 
 
-def _tls_context(endpoint: SmtpEndpoint) -> ssl.SSLContext:
-    context = ssl.create_default_context(cafile=str(endpoint.ca_file) if endpoint.ca_file else None)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    return context
+class PhaseFailure(Exception):
+    """A phase failed; ``reason`` names the phase and what to look at."""
+
+    def __init__(self, phase: str, reason: str, *, timed_out: bool = False) -> None:
+        super().__init__(reason)
+        self.phase = phase
+        self.reason = reason
+        self.timed_out = timed_out
 
 
-async def _connect_socket(endpoint: SmtpEndpoint) -> socket.socket:
-    loop = asyncio.get_running_loop()
-    infos = await loop.getaddrinfo(endpoint.host, endpoint.port, type=socket.SOCK_STREAM)
-    last_error: OSError | None = None
-    for family, kind, proto, _name, address in infos:
-        sock = socket.socket(family, kind, proto)
-        sock.setblocking(False)
+@dataclass(frozen=True, slots=True)
+class EhloInfo:
+    host: str
+    extensions: frozenset[str]
+    auth_mechanisms: tuple[str, ...]
+    size_limit: int | None
+
+
+@dataclass
+class SmtpSession:
+    endpoint: SmtpEndpoint
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    phase: Phase
+    transcript: Transcript
+    timings: dict[str, float] = field(default_factory=dict)
+    banner: Reply | None = None
+    ehlo: EhloInfo | None = None
+    ehlo_before_tls: EhloInfo | None = None
+    tls: TlsFacts | None = None
+
+    async def command(self, line: str, phase: str, *, secret: bool = False) -> Reply:
+        """Send one command line and read its reply within the phase timeout."""
+        self.phase.enter(phase)
+        self.transcript.client(line, secret=secret)
+        async with self._bounded(phase):
+            self.writer.write(line.encode("utf-8") + b"\r\n")
+            await self.writer.drain()
+            return await read_reply(self.reader, self.transcript)
+
+    async def reply(self, phase: str) -> Reply:
+        self.phase.enter(phase)
+        async with self._bounded(phase):
+            return await read_reply(self.reader, self.transcript)
+
+    def _bounded(self, phase: str) -> _Bounded:
+        return _Bounded(self, phase)
+
+    async def close(self) -> None:
+        """Drop the connection without waiting on the peer (QUIT is the polite way)."""
+        self.writer.transport.abort()
+
+
+class _Bounded:
+    """Run a phase within the endpoint's phase timeout; turn every failure into words."""
+
+    def __init__(self, session: SmtpSession, phase: str) -> None:
+        self.session = session
+        self.name = phase
+        self._timeout = asyncio.timeout(session.endpoint.phase_timeout)
+
+    async def __aenter__(self) -> None:
+        await self._timeout.__aenter__()
+
+    async def __aexit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
         try:
-            await asyncio.wait_for(loop.sock_connect(sock, address), endpoint.step_timeout)
-            return sock
-        except (OSError, TimeoutError) as exc:
-            sock.close()
-            last_error = exc if isinstance(exc, OSError) else OSError("timed out")
-    # asyncio's sock_connect puts its own words in strerror; the errno says it plainly.
-    if last_error is None:
-        why = "no address"
-    elif last_error.errno:
-        why = os.strerror(last_error.errno)
-    else:
-        why = str(last_error)
-    raise CheckFailure(
-        f"cannot connect to {endpoint.host}:{endpoint.port}: {why.lower()}",
-        {"connected": False},
-    )
+            await self._timeout.__aexit__(type(exc) if exc else None, exc, None)
+        except TimeoutError:
+            raise PhaseFailure(
+                self.name,
+                f"{self.name}: no complete answer from {self.session.endpoint.where} "
+                f"within {self.session.endpoint.phase_timeout:g} s",
+                timed_out=True,
+            ) from None
+        if exc is None or isinstance(exc, PhaseFailure):
+            return
+        failure = _failure(self.name, self.session.endpoint, exc)
+        if failure is not None:  # else a cancellation or a bug: it passes unchanged
+            raise failure from None
 
 
-async def probe_session(endpoint: SmtpEndpoint, phase: Phase) -> Outcome:
-    """Run one session and return its phase timings as facts."""
-    facts: dict[str, FactValue] = {}
-    tls_context = _tls_context(endpoint) if endpoint.tls != "none" else None
-    phase.enter("connect")
-    started = time.monotonic()
-    sock = await _connect_socket(endpoint)
-    facts["connect_seconds"] = time.monotonic() - started
-    client = aiosmtplib.SMTP(
-        hostname=endpoint.tls_name,
-        sock=sock,
-        use_tls=endpoint.tls == "implicit",
-        start_tls=False,
-        tls_context=tls_context,
-        local_hostname=endpoint.ehlo_name,
-        timeout=endpoint.step_timeout,
-    )
-    try:
-        phase.enter("tls handshake and banner" if endpoint.tls == "implicit" else "banner")
-        mark = time.monotonic()
-        greeting = await client.connect()
-        facts["banner_seconds"] = time.monotonic() - mark
-        facts["banner_code"] = greeting.code
-
-        phase.enter("ehlo")
-        mark = time.monotonic()
-        await client.ehlo()
-        facts["ehlo_seconds"] = time.monotonic() - mark
-
-        if endpoint.tls == "starttls":
-            if not client.supports_extension("starttls"):
-                raise CheckFailure(
-                    f"{endpoint.host}:{endpoint.port} does not offer STARTTLS", facts
-                )
-            phase.enter("starttls")
-            mark = time.monotonic()
-            await client.starttls()
-            facts["starttls_seconds"] = time.monotonic() - mark
-            phase.enter("ehlo after starttls")
-            await client.ehlo()
-        expiry_warning = _certificate_facts(client, endpoint, facts)
-
-        phase.enter("quit")
-        await client.quit()
-    except (ssl.SSLError, SMTPException) as exc:
-        raise CheckFailure(_failure_reason(exc, endpoint, phase.current), facts) from None
-    finally:
-        # The transport owns the socket now and closes it when it is done.  Closing it
-        # here too would free the fd number while a TLS transport, still waiting for the
-        # peer's close_notify, keeps it registered with the event loop: the next socket
-        # given that number fails ("File descriptor N is used by transport") and an HTTP
-        # request accepted on it in serve hangs.
-        client.close()
-    facts["total_seconds"] = time.monotonic() - started
-    if expiry_warning:
-        return Outcome.warn(expiry_warning, facts)
-    return Outcome.ok(facts)
-
-
-def _certificate_facts(
-    client: aiosmtplib.SMTP, endpoint: SmtpEndpoint, facts: dict[str, FactValue]
-) -> str | None:
-    """Record the served certificate's expiry; return a warning when it is near."""
-    if client.transport is None:
-        return None
-    peer = client.transport.get_extra_info("peercert")
-    if not peer or "notAfter" not in peer:
-        return None
-    expires = ssl.cert_time_to_seconds(str(peer["notAfter"]))
-    days_left = (expires - time.time()) / 86400
-    facts["cert_expiry_timestamp_seconds"] = float(expires)
-    facts["cert_days_left"] = round(days_left, 3)
-    if days_left < endpoint.cert_warn_days:
-        return (
-            f"certificate of {endpoint.tls_name} expires in {days_left:.1f} days "
-            f"(warn below {endpoint.cert_warn_days:g})"
+def _failure(phase: str, endpoint: SmtpEndpoint, exc: BaseException) -> PhaseFailure | None:
+    what = "EHLO reply" if phase.startswith("ehlo") else f"{phase} reply"
+    if phase == "banner":
+        what = "banner"
+    if isinstance(exc, ReplyError):
+        reason = exc.reason.replace("a reply", what, 1)
+        if reason.startswith("not an SMTP reply"):
+            reason = f"{what} is {reason}"
+        return PhaseFailure(phase, f"{phase}: {endpoint.where}: {reason}")
+    if isinstance(exc, ssl.SSLError):
+        return PhaseFailure(
+            phase, f"{phase}: TLS handshake with {endpoint.where} failed: {_tls_words(exc)}"
         )
+    if isinstance(exc, ConnectionResetError):
+        return PhaseFailure(phase, f"{phase}: {endpoint.where} reset the connection")
+    if isinstance(exc, OSError):
+        return PhaseFailure(phase, f"{phase}: {endpoint.where}: {_os_words(exc)}")
     return None
 
 
-def _failure_reason(exc: BaseException, endpoint: SmtpEndpoint, phase: str) -> str:
-    """Say what went wrong from the error's type; aiosmtplib wraps TLS errors in its own."""
-    tls_error = exc if isinstance(exc, ssl.SSLError) else exc.__cause__
-    if isinstance(tls_error, ssl.SSLCertVerificationError):
-        return f"certificate not trusted in {phase}: {tls_error.verify_message}"
-    if isinstance(tls_error, ssl.SSLError):
-        return f"TLS failed in {phase}: {tls_error.reason or tls_error}"
-    if isinstance(exc, SMTPTimeoutError):
-        return f"no answer within {endpoint.step_timeout:g} s in {phase}"
-    if isinstance(exc, SMTPConnectResponseError):
-        return f"banner refused: {exc.code} {exc.message}"
-    if isinstance(exc, SMTPResponseException):
-        return f"{phase} refused: {exc.code} {exc.message}"
-    if isinstance(exc, SMTPServerDisconnected):
-        return f"server closed the connection in {phase}"
-    return f"SMTP error in {phase}: {exc}"
+_TLS_REASONS = {
+    "UNSUPPORTED_PROTOCOL": "no common TLS version: the server offers only versions "
+    "older than TLS 1.2",
+    "TLSV1_ALERT_PROTOCOL_VERSION": "no common TLS version: the server offers only versions "
+    "older than TLS 1.2",
+    "WRONG_VERSION_NUMBER": "the server's answer is not TLS",
+    "PACKET_LENGTH_TOO_LONG": "the server's answer is not TLS",
+    "RECORD_LAYER_FAILURE": "the server's answer is not TLS",
+    "NO_SHARED_CIPHER": "no cipher in common",
+    "SSLV3_ALERT_HANDSHAKE_FAILURE": "the server refused the handshake (no common cipher or "
+    "version)",
+    "UNEXPECTED_EOF_WHILE_READING": "the server closed the connection during the handshake",
+}
+
+
+def _tls_words(exc: ssl.SSLError) -> str:
+    """OpenSSL's reason code, said in words; the code itself for anything unlisted."""
+    if isinstance(exc, ssl.SSLEOFError):
+        return "the server closed the connection during the handshake"
+    code = exc.reason or ""
+    return _TLS_REASONS.get(code, f"OpenSSL reports {code or exc.__class__.__name__}")
+
+
+def _os_words(exc: OSError) -> str:
+    if exc.errno == errno.ECONNREFUSED:
+        return "connection refused (nothing listens on that port: is the server running?)"
+    if exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
+        return "no route to the host"
+    if exc.errno:
+        return os.strerror(exc.errno).lower()
+    return str(exc) or type(exc).__name__
+
+
+async def _connect(endpoint: SmtpEndpoint) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    family = socket.AF_INET6 if ":" in endpoint.address else socket.AF_INET
+    return await asyncio.open_connection(
+        endpoint.address, endpoint.port, family=family, limit=MAX_REPLY_BYTES
+    )
+
+
+def _server_hostname(endpoint: SmtpEndpoint) -> str | None:
+    return endpoint.tls_name
+
+
+async def open_session(
+    endpoint: SmtpEndpoint, phase: Phase | None = None, transcript: Transcript | None = None
+) -> SmtpSession:
+    """Connect and talk up to a secured EHLO; raise :class:`PhaseFailure` on any failure.
+
+    The session is open on return: finish it with :func:`quit_session` (or ``close``).
+    """
+    phase = phase or Phase()
+    transcript = transcript or Transcript()
+    phase.enter("connect")
+    transcript.note(f"connect to {endpoint.where}")
+    mark = time.monotonic()
+    try:
+        async with asyncio.timeout(endpoint.phase_timeout):
+            reader, writer = await _connect(endpoint)
+    except TimeoutError:
+        raise PhaseFailure(
+            "connect",
+            f"connect: no answer from {endpoint.where} within {endpoint.phase_timeout:g} s "
+            "(a firewall dropping packets?)",
+            timed_out=True,
+        ) from None
+    except OSError as exc:
+        raise PhaseFailure("connect", f"connect: {endpoint.where}: {_os_words(exc)}") from None
+    session = SmtpSession(endpoint, reader, writer, phase, transcript)
+    session.timings["connect"] = time.monotonic() - mark
+    try:
+        await _talk(session)
+    except BaseException:
+        await session.close()
+        raise
+    return session
+
+
+async def _talk(session: SmtpSession) -> None:
+    endpoint = session.endpoint
+    if endpoint.tls == "implicit":
+        await _handshake(session, "tls")
+    mark = time.monotonic()
+    banner = await session.reply("banner")
+    session.timings["banner"] = time.monotonic() - mark
+    session.banner = banner
+    if banner.code != 220:
+        raise PhaseFailure("banner", f"banner: {endpoint.where} refuses sessions: {_quote(banner)}")
+    if endpoint.banner_host is not None:
+        announced = (banner.lines[0].split() or [""])[0]
+        if announced.rstrip(".").lower() != endpoint.banner_host.rstrip(".").lower():
+            raise PhaseFailure(
+                "banner",
+                f"banner: {endpoint.where} announces itself as {announced or '(nothing)'}, "
+                f"expected {endpoint.banner_host} (check myhostname / smtpd_banner)",
+            )
+    session.ehlo = await _ehlo(session, "ehlo")
+    if endpoint.tls == "starttls":
+        session.ehlo_before_tls = session.ehlo
+        if "starttls" not in session.ehlo.extensions:
+            raise PhaseFailure("ehlo", f"ehlo: {endpoint.where} does not offer STARTTLS after EHLO")
+        mark = time.monotonic()
+        reply = await session.command("STARTTLS", "starttls")
+        if reply.code != 220:
+            raise PhaseFailure(
+                "starttls",
+                f"starttls: {endpoint.where} offered STARTTLS but refused it: {_quote(reply)}",
+            )
+        await _handshake(session, "starttls", started=mark)
+        session.ehlo = await _ehlo(session, "ehlo_tls")
+
+
+async def _ehlo(session: SmtpSession, phase: str) -> EhloInfo:
+    mark = time.monotonic()
+    reply = await session.command(f"EHLO {session.endpoint.ehlo_name}", phase)
+    session.timings[phase] = time.monotonic() - mark
+    if reply.code != 250:
+        raise PhaseFailure(
+            phase, f"{phase}: {session.endpoint.where} refused EHLO: {_quote(reply)}"
+        )
+    return _ehlo_info(reply)
+
+
+def _ehlo_info(reply: Reply) -> EhloInfo:
+    extensions, auth = parse_esmtp_extensions("\n".join(reply.lines))
+    size_text = extensions.get("size", "")
+    return EhloInfo(
+        host=(reply.lines[0].split() or [""])[0],
+        extensions=frozenset(extensions),
+        auth_mechanisms=tuple(m.upper() for m in auth),
+        size_limit=int(size_text) if size_text.isdigit() else None,
+    )
+
+
+async def _handshake(session: SmtpSession, phase: str, started: float | None = None) -> None:
+    session.phase.enter(phase)
+    mark = started if started is not None else time.monotonic()
+    session.transcript.note("TLS handshake")
+    async with session._bounded(phase):
+        await session.writer.start_tls(
+            client_context(), server_hostname=_server_hostname(session.endpoint)
+        )
+    session.timings[phase] = time.monotonic() - mark
+    ssl_object = session.writer.get_extra_info("ssl_object")
+    if not isinstance(ssl_object, ssl.SSLObject):
+        raise PhaseFailure(phase, f"{phase}: no TLS session with {session.endpoint.where}")
+    try:
+        session.tls = TlsFacts.from_ssl(ssl_object)
+    except ValueError as exc:
+        raise PhaseFailure(phase, f"{phase}: {session.endpoint.where}: {exc}") from None
+    session.transcript.note(f"{session.tls.version} {session.tls.cipher}")
+
+
+async def quit_session(session: SmtpSession) -> None:
+    """Say QUIT and close; a server that drops the line instead is no failure of its own."""
+    mark = time.monotonic()
+    try:
+        await session.command("QUIT", "quit")
+    except PhaseFailure as exc:
+        session.transcript.note(f"QUIT: {exc.reason}")
+    finally:
+        session.timings["quit"] = time.monotonic() - mark
+        await session.close()
+
+
+def _quote(reply: Reply) -> str:
+    return excerpt(str(reply), 120)

@@ -65,6 +65,25 @@ class Config(Strict):
             raise ValueError("smtp: 'mta_sts' needs at least one entry in 'dns.resolvers'")
         return self
 
+    @model_validator(mode="after")
+    def _phase_below_deadline(self) -> Config:
+        # A phase timeout at or above the check's deadline could never fire: the
+        # deadline would cut the check first and the reason would lose its phase.
+        for index, target in enumerate(self.smtp.targets):
+            timeout = target.schedule.timeout or self.defaults.timeout
+            if target.phase_timeout is not None and target.phase_timeout >= timeout:
+                raise ValueError(
+                    f"smtp.targets[{index}].phase_timeout: {target.phase_timeout:g} s must be "
+                    f"below the check's timeout ({timeout:g} s)"
+                )
+        for name, module in self.smtp.modules.items():
+            if module.phase_timeout is not None and module.phase_timeout >= module.timeout:
+                raise ValueError(
+                    f"smtp.modules.{name}.phase_timeout: {module.phase_timeout:g} s must be "
+                    f"below the module's timeout ({module.timeout:g} s)"
+                )
+        return self
+
 
 def parse_listen(value: str) -> tuple[str, int]:
     """Split ``HOST:PORT`` (``[::1]:PORT`` for IPv6); raise ValueError with a reason."""

@@ -35,6 +35,8 @@ def config_data(lab: Lab) -> dict[str, Any]:
             "tls": tls,
             "server_name": h[host].name,
             "ehlo_name": "mailprobe.lab.invalid",
+            "banner_host": h[host].name,
+            "dane": "required",
         }
 
     services = {f"postfix-{i}": i for i in POSTFIX_INSTANCES}

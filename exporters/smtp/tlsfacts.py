@@ -1,0 +1,236 @@
+"""What a TLS handshake showed, and the PKIX verdict on the served chain.
+
+The prober handshakes without verification (as an opportunistic or DANE MTA does), so
+one handshake gives the chain to both verdicts: PKIX here, DANE in
+:mod:`exporters.smtp.dane`.  A server can be PKIX-invalid yet DANE-valid, and mail
+between DANE MTAs still flows; the two are reported apart.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import ipaddress
+import ssl
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+from cryptography.x509.oid import NameOID
+from cryptography.x509.verification import (
+    Criticality,
+    ExtensionPolicy,
+    PolicyBuilder,
+    Store,
+    VerificationError,
+)
+
+SYSTEM_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+_DER: int = getattr(getattr(ssl, "_ssl", None), "ENCODING_DER", 2)
+
+
+def client_context() -> ssl.SSLContext:
+    """A context that completes any handshake a modern MTA would: verdicts come after."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
+def served_chain(ssl_object: ssl.SSLObject) -> tuple[bytes, ...]:
+    """The chain the server sent, leaf first, as DER.
+
+    Python 3.13 has ``get_unverified_chain()``; 3.11 and 3.12 have the same method on
+    the private ``_sslobj`` only.  Without either, the leaf alone.
+    """
+    getter = getattr(ssl_object, "get_unverified_chain", None)
+    if getter is None:
+        getter = getattr(getattr(ssl_object, "_sslobj", None), "get_unverified_chain", None)
+    if getter is not None:
+        certs = getter() or []
+        return tuple(c if isinstance(c, bytes) else c.public_bytes(_DER) for c in certs)
+    leaf = ssl_object.getpeercert(binary_form=True)
+    return (leaf,) if leaf else ()
+
+
+@dataclass(frozen=True, slots=True)
+class TlsFacts:
+    version: str
+    cipher: str
+    chain: tuple[bytes, ...]
+    key_type: str
+    key_bits: int
+    subject: str
+    issuer: str
+    not_after: dt.datetime
+
+    @classmethod
+    def from_ssl(cls, ssl_object: ssl.SSLObject) -> TlsFacts:
+        chain = served_chain(ssl_object)
+        if not chain:
+            raise ValueError("the server sent no certificate")
+        leaf = x509.load_der_x509_certificate(chain[0])
+        key_type, key_bits = _key(leaf)
+        cipher = ssl_object.cipher()
+        return cls(
+            version=ssl_object.version() or "unknown",
+            cipher=cipher[0] if cipher else "unknown",
+            chain=chain,
+            key_type=key_type,
+            key_bits=key_bits,
+            subject=_cn(leaf.subject),
+            issuer=_cn(leaf.issuer),
+            not_after=leaf.not_valid_after_utc,
+        )
+
+    @property
+    def leaf(self) -> x509.Certificate:
+        return x509.load_der_x509_certificate(self.chain[0])
+
+
+def _key(cert: x509.Certificate) -> tuple[str, int]:
+    key = cert.public_key()
+    if isinstance(key, rsa.RSAPublicKey):
+        return "RSA", key.key_size
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return f"EC {key.curve.name}", key.key_size
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return "Ed25519", 256
+    if isinstance(key, ed448.Ed448PublicKey):
+        return "Ed448", 456
+    if isinstance(key, dsa.DSAPublicKey):
+        return "DSA", key.key_size
+    return type(key).__name__, 0
+
+
+def _cn(name: x509.Name) -> str:
+    common = name.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(common[0].value) if common else name.rfc4514_string()
+
+
+class PkixState(enum.StrEnum):
+    VALID = "valid"
+    EXPIRED = "expired"
+    NOT_YET_VALID = "not_yet_valid"
+    NAME_MISMATCH = "name_mismatch"
+    UNTRUSTED = "untrusted"
+    NOT_CHECKED = "not_checked"
+
+
+@dataclass(frozen=True, slots=True)
+class PkixVerdict:
+    state: PkixState
+    reason: str = ""
+
+
+def pkix_verdict(
+    facts: TlsFacts, name: str, ca_file: Path | None, now: dt.datetime | None = None
+) -> PkixVerdict:
+    """Validate the served chain for ``name`` against ``ca_file`` or the system store."""
+    now = now or dt.datetime.now(dt.UTC)
+    leaf = facts.leaf
+    if now > leaf.not_valid_after_utc:
+        days = (now - leaf.not_valid_after_utc).total_seconds() / 86400
+        return PkixVerdict(
+            PkixState.EXPIRED,
+            f"the certificate of {name} expired {days:.1f} days ago "
+            f"(not after {leaf.not_valid_after_utc:%Y-%m-%d %H:%M} UTC)",
+        )
+    if now < leaf.not_valid_before_utc:
+        return PkixVerdict(
+            PkixState.NOT_YET_VALID,
+            f"the certificate of {name} is not valid before "
+            f"{leaf.not_valid_before_utc:%Y-%m-%d %H:%M} UTC",
+        )
+    if not names_match(leaf, name):
+        return PkixVerdict(
+            PkixState.NAME_MISMATCH,
+            f"the certificate is for {', '.join(cert_names(leaf)) or facts.subject}, not {name}",
+        )
+    try:
+        store = trust_store(ca_file)
+    except ValueError as exc:
+        return PkixVerdict(PkixState.NOT_CHECKED, str(exc))
+    subject: x509.verification.Subject = (
+        x509.IPAddress(ipaddress.ip_address(name)) if _is_address(name) else x509.DNSName(name)
+    )
+    verifier = (
+        PolicyBuilder()
+        .store(store)
+        .time(now)
+        .extension_policies(ca_policy=ExtensionPolicy.webpki_defaults_ca(), ee_policy=_EE_POLICY)
+        .build_server_verifier(subject)
+    )
+    intermediates = [x509.load_der_x509_certificate(der) for der in facts.chain[1:]]
+    try:
+        verifier.verify(leaf, intermediates)
+    except VerificationError:
+        where = "the configured CA file" if ca_file else "the system's CA store"
+        return PkixVerdict(
+            PkixState.UNTRUSTED,
+            f"the chain of {name} (issuer {facts.issuer}) does not lead to a CA in {where}",
+        )
+    return PkixVerdict(PkixState.VALID)
+
+
+# The web PKI's server-certificate profile is stricter than OpenSSL, which mail servers
+# and their peers use (a critical subjectAltName, say, is refused by it and accepted by
+# OpenSSL); the leaf must only carry a subjectAltName.  CAs keep the web PKI profile.
+_EE_POLICY = ExtensionPolicy.permit_all().require_present(
+    x509.SubjectAlternativeName, Criticality.AGNOSTIC, None
+)
+
+
+def trust_store(ca_file: Path | None) -> Store:
+    """The CAs of ``ca_file`` (or the system's); ValueError with a reason if unusable."""
+    bundle = ca_file or SYSTEM_BUNDLE
+    try:
+        return _store(str(bundle), bundle.stat().st_mtime_ns)
+    except OSError as exc:
+        raise ValueError(f"cannot read the CA bundle {bundle}: {exc.strerror}") from None
+    except ValueError:
+        raise ValueError(f"the CA bundle {bundle} holds no PEM certificate") from None
+
+
+@lru_cache(maxsize=8)
+def _store(path: str, _mtime_ns: int) -> Store:
+    return Store(x509.load_pem_x509_certificates(Path(path).read_bytes()))
+
+
+def _is_address(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+def cert_names(cert: x509.Certificate) -> list[str]:
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return []
+    return [*san.get_values_for_type(x509.DNSName)] + [
+        str(a) for a in san.get_values_for_type(x509.IPAddress)
+    ]
+
+
+def names_match(cert: x509.Certificate, name: str) -> bool:
+    """RFC 6125 matching of ``name`` against the SAN (one left-most ``*`` label)."""
+    if _is_address(name):
+        return any(
+            isinstance(n, str) and n == str(ipaddress.ip_address(name)) for n in cert_names(cert)
+        )
+    wanted = name.rstrip(".").lower()
+    for pattern in cert_names(cert):
+        pattern = pattern.rstrip(".").lower()
+        if pattern == wanted:
+            return True
+        if pattern.startswith("*.") and "." in wanted:
+            head, _, rest = wanted.partition(".")
+            if head and rest == pattern[2:]:
+                return True
+    return False
