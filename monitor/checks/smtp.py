@@ -47,6 +47,7 @@ def probe_settings(
 def resolver_of(config: Config) -> StubResolver | None:
     return make_resolver(config.dns) if config.dns.resolvers else None
 
+
 MTA_STS_INTERVAL = 3600.0
 """Policies change seldom and senders cache them for days: hourly is plenty."""
 
