@@ -22,6 +22,7 @@ HOT_MODULES = [
     "exporters/postfix_logs/programs.py",
     "exporters/postfix_logs/reasons.py",
     "exporters/postfix_logs/summary.py",
+    "exporters/postfix_logs/tally.py",
     "exporters/postfix_logs/tracker.py",
 ]
 """What ``py-spy`` finds on the per-line path of ``mailprobe logs`` and the follower."""

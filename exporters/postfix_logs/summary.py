@@ -1,9 +1,17 @@
 """The one-shot report's tallies, in the spirit of pflogsumm.
 
 Unlike the metrics this keeps free text (normalised reject, deferral and bounce
-reasons, warning texts) and per-hour counts: it lives only for one report. It is an
+reasons, warning texts), per-hour counts and the top senders, recipients and domains
+(bounded, :mod:`exporters.postfix_logs.tally`): it lives only for one report. It is an
 :class:`~exporters.postfix_logs.aggregator.Observer` fed the parsed lines, and its
 state is plain counters so that reports of parts of a file can be merged.
+
+Where pflogsumm counts the same thing, this counts it the same way (docs/postfix-logs.md,
+"Compared with pflogsumm"): received is a ``client=`` or pickup line, bytes received
+and senders come from qmgr's ``from=, size=`` of a message received in this log, a
+delivery is a ``status=sent`` that is not ``forwarded as``, its delay is Postfix's own
+``delay=``, and every ``reject:`` line, postscreen's refused connections included,
+counts as one reject.
 """
 
 from __future__ import annotations
@@ -17,13 +25,19 @@ from typing import Any
 
 from exporters.postfix_logs.kinds import Kind
 from exporters.postfix_logs.programs import Program
+from exporters.postfix_logs.tally import BYTES, DEFERRALS, DELAY_MAX, DELAY_SUM, MESSAGES, Tally
 
-_ADDRESS = re.compile(r"<[^<>]*>")
-_BRACKETED = re.compile(r"\[[^\[\]]*\]")
+_ADDRESS = re.compile(r"<[^<>]+>")
+_BRACKETED = re.compile(r"\[[^\[\]]+\]")
+"""Folded to ``<address>`` and ``[address]`` so that equal reasons group; ``<>`` (the
+null sender) and ``[]`` stay as they are."""
 _HOST_SAID = re.compile(r"^host \S+ said: ")
 _IN_REPLY = re.compile(r" \(in reply to [^)]*\)$")
 _NUMBERS = re.compile(r"\b\d+(?:\.\d+){3}\b|\b[0-9A-Fa-f]{10,}\b")
 REASON_WIDTH = 120
+RECEIVED_KEPT = 100_000
+"""Received messages remembered until qmgr queues them (their client, for the sender's
+domain when the sender is null); the oldest are dropped beyond this."""
 
 
 _NORMALISED: dict[str, str] = {}
@@ -43,14 +57,15 @@ def normalise(text: str) -> str:
 def _normalise(text: str) -> str:
     text = _HOST_SAID.sub("", text)
     text = _IN_REPLY.sub("", text)
-    text = _ADDRESS.sub("<>", text)
-    text = _BRACKETED.sub("[]", text)
+    text = _ADDRESS.sub("<address>", text)
+    text = _BRACKETED.sub("[address]", text)
     text = _NUMBERS.sub("#", text)
     return text[:REASON_WIDTH]
 
 
 EVENTS = ("received", "delivered", "deferred", "bounced", "rejected")
 """The per-hour columns."""
+TALLIES = ("senders", "recipients", "sender_domains", "recipient_domains")
 
 
 class Summary:
@@ -66,14 +81,24 @@ class Summary:
         }
         self.sasl_methods: Counter[str] = Counter()
         self.sasl_clients: Counter[str] = Counter()
-        self.recipient_domains: Counter[str] = Counter()
-        self.sender_domains: Counter[str] = Counter()
+        self.senders = Tally()
+        self.recipients = Tally()
+        self.sender_domains = Tally()
+        self.recipient_domains = Tally()
+        self.delays: list[float] = [0.0, 0.0, 0.0]
+        """Postfix's ``delay=`` of each delivery: count, sum, maximum."""
+        self.earliest: float | None = None
+        self.latest: float | None = None
+        """The earliest and latest time of the lines counted (the first line of each
+        hour seen: a log need not be in time order)."""
         self._sizes: dict[str, int] = {}
+        self._received: dict[str, str] = {}
+        """Queue IDs received in this log and not yet queued -> the client's name."""
         self._hours: dict[str | int, str] = {}
         self._deferred: set[str] = set()
         self._handlers: dict[Kind, Callable[[Program, Match[str], str | float], None]] = {
-            Kind.CLIENT: self._received,
-            Kind.PICKUP: self._received,
+            Kind.CLIENT: self._client,
+            Kind.PICKUP: self._pickup,
             Kind.QUEUED: self._queued,
             Kind.REMOVED: self._removed,
             Kind.DELIVERY: self._delivery,
@@ -81,6 +106,7 @@ class Summary:
             Kind.PROXY: self._proxy,
             Kind.CLEANUP_CHECK: self._cleanup_check,
             Kind.PS_REJECT: self._ps_reject,
+            Kind.PS_BUSY: self._ps_busy,
             Kind.EXPIRED: self._expired,
             Kind.SASL_FAILURE: self._sasl_failure,
             Kind.LOG: self._log,
@@ -101,20 +127,24 @@ class Summary:
             "reasons": self.reasons,
             "sasl_methods": self.sasl_methods,
             "sasl_clients": self.sasl_clients,
-            "recipient_domains": self.recipient_domains,
-            "sender_domains": self.sender_domains,
+            "tallies": {name: getattr(self, name).export() for name in TALLIES},
+            "delays": self.delays,
+            "period": (self.earliest, self.latest),
             "deferred": self._deferred,
         }
 
     def merge(self, part: dict[str, Any]) -> None:
-        for name in (
-            "totals",
-            "sasl_methods",
-            "sasl_clients",
-            "recipient_domains",
-            "sender_domains",
-        ):
+        for name in ("totals", "sasl_methods", "sasl_clients"):
             getattr(self, name).update(part[name])
+        for name, tally in part["tallies"].items():
+            getattr(self, name).merge(tally)
+        count, total, longest = part["delays"]
+        self.delays[0] += count
+        self.delays[1] += total
+        self.delays[2] = max(self.delays[2], longest)
+        for when in part["period"]:
+            if when is not None:
+                self._seen(when)
         for hour, counts in part["hourly"].items():
             self.hourly.setdefault(hour, Counter()).update(counts)
         for name, counts in part["reasons"].items():
@@ -146,23 +176,56 @@ class Summary:
             when = self._epoch(stamp)
             if when is None:
                 return None
+            self._seen(when)
             hour = datetime.fromtimestamp(when).strftime("%Y-%m-%d %H:00")
             if len(self._hours) > 4096:
                 self._hours.clear()
             self._hours[key] = hour
         return hour
 
-    def _received(self, prog: Program, m: Match[str], stamp: str | float) -> None:
+    def _seen(self, when: float) -> None:
+        if self.earliest is None or when < self.earliest:
+            self.earliest = when
+        if self.latest is None or when > self.latest:
+            self.latest = when
+
+    def _client(self, prog: Program, m: Match[str], stamp: str | float) -> None:
+        host = m["client_host"]
+        self._receive(m["qid"], m["client_ip"] if host in ("unknown", "") else host.lower())
         self._count("received", stamp)
+
+    def _pickup(self, prog: Program, m: Match[str], stamp: str | float) -> None:
+        self._receive(m["qid"], "pickup")
+        self._count("received", stamp)
+
+    def _receive(self, qid: str, client: str) -> None:
+        received = self._received
+        if len(received) >= RECEIVED_KEPT:
+            del received[next(iter(received))]
+        received[qid] = client
 
     def _queued(self, prog: Program, m: Match[str], stamp: str | float) -> None:
         qid = m["qid"]
-        if qid not in self._sizes:
-            size = int(m["size"])
-            self._sizes[qid] = size
-            self.totals["bytes_received"] += size
-            sender = m["sender"]
-            self.sender_domains[sender.rpartition("@")[2].lower() if sender else "<>"] += 1
+        if qid in self._sizes:
+            return  # qmgr logs from= again after each deferral
+        size = int(m["size"])
+        self._sizes[qid] = size
+        client = self._received.pop(qid, None)
+        if client is None:
+            return  # not received in this log (a bounce, or received before it began)
+        self.totals["bytes_received"] += size
+        sender = m["sender"]
+        at = sender.rfind("@")
+        if at > 0:
+            domain = sender[at + 1 :].lower()
+            address = sender[: at + 1] + domain
+        else:
+            domain = client
+            address = sender or "from=<>"
+        for tally, key in ((self.senders, address), (self.sender_domains, domain)):
+            row = tally.row(key)
+            row[MESSAGES] += 1
+            row[BYTES] += size
 
     def _removed(self, prog: Program, m: Match[str], stamp: str | float) -> None:
         self._sizes.pop(m["qid"], None)
@@ -175,10 +238,29 @@ class Summary:
                 self.totals["forwarded"] += 1
                 return
             self._count("delivered", stamp)
-            self.totals["bytes_delivered"] += self._sizes.get(qid, 0)
-            self.recipient_domains[m["to"].rpartition("@")[2].lower()] += 1
+            size = self._sizes.get(qid, 0)
+            self.totals["bytes_delivered"] += size
+            delay = float(m["delay"])
+            delays = self.delays
+            delays[0] += 1
+            delays[1] += delay
+            delays[2] = max(delays[2], delay)
+            to = m["to"]
+            at = to.rfind("@")
+            domain = to[at + 1 :].lower()
+            row = self.recipients.row(to[: at + 1] + domain if at > 0 else to)
+            row[MESSAGES] += 1
+            row[BYTES] += size
+            row = self.recipient_domains.row(domain)
+            row[MESSAGES] += 1
+            row[BYTES] += size
+            row[DELAY_SUM] += delay
+            row[DELAY_MAX] = max(row[DELAY_MAX], delay)
         elif status == "deferred":
             self.totals["deferrals"] += 1
+            row = self.recipient_domains.row(m["to"].rpartition("@")[2].lower())
+            row[DEFERRALS] += 1
+            row[DELAY_MAX] = max(row[DELAY_MAX], float(m["delay"]))
             if qid not in self._deferred:
                 self._deferred.add(qid)
                 self._count("deferred", stamp)
@@ -193,6 +275,8 @@ class Summary:
         if action in ("reject", "milter-reject"):
             self._count("rejected", stamp)
             self.reasons["reject"][f"{prog.daemon} {text}"] += 1
+            if m["stage"] == "CONNECT":
+                self.totals["rejected_connections"] += 1
         elif action == "reject_warning":
             self.totals["reject_warnings"] += 1
         elif action in ("hold", "milter-hold"):
@@ -219,6 +303,15 @@ class Summary:
     def _ps_reject(self, prog: Program, m: Match[str], stamp: str | float) -> None:
         self._count("rejected", stamp)
         self.reasons["reject"][f"postscreen {m['stage']}: {normalise(m['text'])}"] += 1
+        if m["stage"] == "CONNECT":
+            self.totals["rejected_connections"] += 1
+
+    def _ps_busy(self, prog: Program, m: Match[str], stamp: str | float) -> None:
+        """``NOQUEUE: reject: CONNECT from [ip]:port: too many connections`` and the
+        like: postscreen refusing a connection is a reject, as pflogsumm counts it."""
+        self._count("rejected", stamp)
+        self.totals["rejected_connections"] += 1
+        self.reasons["reject"][f"postscreen CONNECT: {normalise(m['text'])}"] += 1
 
     def _expired(self, prog: Program, m: Match[str], stamp: str | float) -> None:
         self.totals["expired"] += 1

@@ -2,8 +2,9 @@
 
 The JSON carries the line accounting first (``{"lines": {"total", "postfix_lines",
 "unsupported", "malformed", ...}}``), then the pflogsumm-style summary: message
-totals, per-hour traffic, top reject/deferral/bounce reasons, warnings, TLS share,
-SASL failures, postscreen and in-fleet delays.
+totals, per-hour traffic, Postfix's delivery delay, top reject/deferral/bounce reasons,
+warnings, top senders, recipients and domains, TLS share, SASL failures, postscreen and
+in-fleet delays. Sizes are bytes throughout (the text adds KiB/MiB/GiB, 1024-based).
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from datetime import datetime
 from typing import Any
 
 from exporters.postfix_logs.histogram import HistogramData
-from exporters.postfix_logs.summary import EVENTS
+from exporters.postfix_logs.summary import EVENTS, TALLIES, Summary
+from exporters.postfix_logs.tally import BYTES, DEFERRALS, DELAY_MAX, DELAY_SUM, MESSAGES, Tally
 from monitor.logs.engine import Analysis
 
 MESSAGE_COUNTS = (
@@ -50,6 +52,54 @@ def _by(state: Mapping[Hashable, int], label: Any) -> dict[str, int]:
     return dict(out)
 
 
+def _period(analysis: Analysis, last: float | None) -> tuple[float | None, float | None]:
+    """First and last time of the log: its first and last line, widened to the
+    earliest and latest line counted, since a log need not be in time order."""
+    aggregator, summary = analysis.aggregator, analysis.summary
+    first = aggregator.clock.epoch(aggregator.first_stamp) if aggregator.first_stamp else None
+    early, late = summary.earliest, summary.latest
+    if early is not None and (first is None or early < first):
+        first = early
+    if late is not None and (last is None or late > last):
+        last = late
+    return first, last
+
+
+def _addresses(tally: Tally, by: int, key: str = "address") -> list[dict[str, Any]]:
+    return [
+        {key: name, "messages": int(row[MESSAGES]), "bytes": int(row[BYTES])}
+        for name, row in tally.top(TOP, by)
+    ]
+
+
+def _recipient_domains(tally: Tally) -> list[dict[str, Any]]:
+    rows = []
+    for name, row in tally.top(TOP, MESSAGES):
+        sent = int(row[MESSAGES])
+        rows.append(
+            {
+                "domain": name,
+                "messages": sent,
+                "bytes": int(row[BYTES]),
+                "deferrals": int(row[DEFERRALS]),
+                "average_delay_seconds": round(row[DELAY_SUM] / sent, 3) if sent else None,
+                "max_delay_seconds": row[DELAY_MAX],
+            }
+        )
+    return rows
+
+
+def _tops(summary: Summary) -> dict[str, list[dict[str, Any]]]:
+    return {
+        "recipient_domains": _recipient_domains(summary.recipient_domains),
+        "sender_domains": _addresses(summary.sender_domains, MESSAGES, "domain"),
+        "senders_by_count": _addresses(summary.senders, MESSAGES),
+        "senders_by_size": _addresses(summary.senders, BYTES),
+        "recipients_by_count": _addresses(summary.recipients, MESSAGES),
+        "recipients_by_size": _addresses(summary.recipients, BYTES),
+    }
+
+
 def build(analysis: Analysis) -> dict[str, Any]:
     aggregator, summary = analysis.aggregator, analysis.summary
     snapshot = aggregator.snapshot()
@@ -58,7 +108,8 @@ def build(analysis: Analysis) -> dict[str, Any]:
     totals = summary.totals
     connects = sum(counters["connects"].values())
     smtpd_tls = sum(v for k, v in counters["tls"].items() if k[0].daemon == "smtpd")
-    first = aggregator.clock.epoch(aggregator.first_stamp) if aggregator.first_stamp else None
+    first, last = _period(analysis, snapshot.last_line_time)
+    count, total, longest = summary.delays
     report: dict[str, Any] = {
         "lines": {
             "total": lines.total,
@@ -69,10 +120,20 @@ def build(analysis: Analysis) -> dict[str, Any]:
             "truncated": lines.truncated,
             "outside_window": lines.outside_window,
         },
-        "period": {"first": _iso(first), "last": _iso(snapshot.last_line_time)},
+        "period": {"first": _iso(first), "last": _iso(last)},
         "messages": {
             name: totals.get(name, 0)
-            for name in (*MESSAGE_COUNTS, "bytes_received", "bytes_delivered")
+            for name in (
+                *MESSAGE_COUNTS,
+                "rejected_connections",
+                "bytes_received",
+                "bytes_delivered",
+            )
+        },
+        "delivery_delay": {
+            "count": int(count),
+            "average_seconds": round(total / count, 3) if count else None,
+            "max_seconds": longest if count else None,
         },
         "hourly": [
             {"hour": hour, **{e: counts.get(e, 0) for e in EVENTS}}
@@ -86,8 +147,12 @@ def build(analysis: Analysis) -> dict[str, Any]:
             "fatal": _top(summary.reasons["fatal"]),
             "panic": _top(summary.reasons["panic"]),
             "master": _top(summary.reasons["master"]),
-            "recipient_domains": _top(summary.recipient_domains),
-            "sender_domains": _top(summary.sender_domains),
+            **_tops(summary),
+        },
+        "top_approximate": [name for name in TALLIES if getattr(summary, name).pruned],
+        "distinct": {
+            name: sum(1 for row in getattr(summary, name).rows.values() if row[MESSAGES])
+            for name in TALLIES
         },
         "smtpd": {
             "connections": connects,
@@ -135,8 +200,19 @@ def render_text(report: Mapping[str, Any]) -> Iterable[str]:
     yield "------------"
     for name in MESSAGE_COUNTS:
         yield f"  {messages[name]:>10}  {name.replace('_', ' ')}"
-    yield f"  {_bytes(messages['bytes_received']):>10}  bytes received"
-    yield f"  {_bytes(messages['bytes_delivered']):>10}  bytes delivered"
+        if name == "rejected" and messages["rejected_connections"]:
+            refused = messages["rejected_connections"]
+            yield f"  {refused:>10}    of them connections refused at CONNECT"
+    for name in ("bytes_received", "bytes_delivered"):
+        yield f"  {messages[name]:>10}  {name.replace('_', ' ')}{_binary(messages[name])}"
+    delay = report["delivery_delay"]
+    if delay["count"]:
+        yield ""
+        yield "Delivery delay (Postfix's delay=, per delivered recipient)"
+        yield "-----------------------------------------------------------"
+        yield f"  {delay['count']:>10}  deliveries"
+        yield f"  {_seconds(delay['average_seconds']):>10}  average"
+        yield f"  {_seconds(delay['max_seconds']):>10}  maximum"
     smtpd = report["smtpd"]
     share = smtpd["tls_share"]
     yield ""
@@ -157,7 +233,6 @@ def render_text(report: Mapping[str, Any]) -> Iterable[str]:
         ("fatal", "Fatal errors"),
         ("panic", "Panics"),
         ("master", "Master daemon messages"),
-        ("recipient_domains", "Top recipient domains (delivered)"),
     )
     for key, title in titles:
         rows = report["top"][key]
@@ -167,6 +242,7 @@ def render_text(report: Mapping[str, Any]) -> Iterable[str]:
             yield "-" * len(title)
             for row in rows:
                 yield f"  {row['count']:>10}  {row['text']}"
+    yield from _top_tables(report)
     if report["postscreen"]:
         yield ""
         yield "postscreen"
@@ -175,8 +251,9 @@ def render_text(report: Mapping[str, Any]) -> Iterable[str]:
             yield f"  {count:>10}  {action}"
     if report["fleet_delay"]:
         yield ""
-        yield "In-fleet delivery delay by path"
-        yield "-------------------------------"
+        title = "In-fleet delivery delay by path (log times, first client= to last delivery)"
+        yield title
+        yield "-" * len(title)
         for path, stats in sorted(report["fleet_delay"].items()):
             yield f"  {stats['count']:>10}  {path}  (average {stats['average_seconds']} s)"
     if report["unsupported_by_daemon"]:
@@ -212,10 +289,62 @@ def _traffic(hourly: list[dict[str, Any]]) -> Iterable[str]:
         yield f"  {hour:<17}" + "".join(f"{counts[e] / len(days):>10.1f}" for e in EVENTS)
 
 
-def _bytes(count: int) -> str:
-    value = float(count)
-    for unit in ("", "k", "M"):
-        if value < 1024:
-            return f"{value:.1f}{unit}" if unit else f"{count}"
+ADDRESS_TABLES = (
+    ("senders_by_count", "Top senders by message count (received)"),
+    ("recipients_by_count", "Top recipients by message count (delivered)"),
+    ("senders_by_size", "Top senders by message size (received)"),
+    ("recipients_by_size", "Top recipients by message size (delivered)"),
+)
+
+
+def _top_tables(report: Mapping[str, Any]) -> Iterable[str]:
+    """pflogsumm's domain and address summaries: messages, bytes (and delays)."""
+    top = report["top"]
+    if top["recipient_domains"]:
+        title = "Top recipient domains (delivered)"
+        yield from ("", title, "-" * len(title))
+        yield (
+            f"  {'messages':>10}{'bytes':>14}{'deferrals':>11}{'avg delay':>11}"
+            f"{'max delay':>11}  domain"
+        )
+        for row in top["recipient_domains"]:
+            yield (
+                f"  {row['messages']:>10}{row['bytes']:>14}{row['deferrals']:>11}"
+                f"{_seconds(row['average_delay_seconds']):>11}"
+                f"{_seconds(row['max_delay_seconds']):>11}  {row['domain']}"
+            )
+    tables = [("sender_domains", "Top sender domains (received)", "domain")]
+    tables += [(key, title, "address") for key, title in ADDRESS_TABLES]
+    for key, title, name in tables:
+        if top[key]:
+            yield from ("", title, "-" * len(title), f"  {'messages':>10}{'bytes':>14}  {name}")
+            for row in top[key]:
+                yield f"  {row['messages']:>10}{row['bytes']:>14}  {row[name]}"
+    if report["top_approximate"]:
+        yield ""
+        yield (
+            "(top tables approximate: more distinct keys than kept in "
+            + ", ".join(report["top_approximate"])
+            + ")"
+        )
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value >= 3600:
+        return f"{value / 3600:.1f} h"
+    if value >= 60:
+        return f"{value / 60:.1f} m"
+    return f"{value:.1f} s"
+
+
+def _binary(count: int) -> str:
+    """`` (308.7 KiB)`` beside a byte count of a KiB or more; empty below."""
+    if count < 1024:
+        return ""
+    value, units = count / 1024, ["KiB", "MiB", "GiB", "TiB"]
+    while value >= 1024 and len(units) > 1:
         value /= 1024
-    return f"{value:.1f}G"
+        units.pop(0)
+    return f" ({value:.1f} {units[0]})"
