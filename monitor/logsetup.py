@@ -1,10 +1,15 @@
-"""logfmt logging on stderr: one line per event, friendly to journald and grep."""
+"""logfmt logging on stderr: one line per event, friendly to journald and grep.
+
+The same line over and over (a client sending garbage in a loop, a resource running
+out) is kept to a few per minute, so a hostile or broken peer cannot fill the disk.
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
 import time
+from collections import OrderedDict
 
 _RESERVED = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message"}
 
@@ -35,9 +40,52 @@ class LogfmtFormatter(logging.Formatter):
         return " ".join(parts)
 
 
+class RepeatLimiter(logging.Filter):
+    """Passes at most ``burst`` copies of one line per ``window`` seconds.
+
+    A line is its logger, level, message and fields.  The first copy let through after
+    some were held back carries ``repeats_suppressed=N``.  Memory is bounded: beyond
+    ``max_lines`` distinct lines the least recently seen is forgotten.
+    """
+
+    def __init__(self, burst: int = 5, window: float = 60.0, max_lines: int = 1024) -> None:
+        super().__init__()
+        self.burst = burst
+        self.window = window
+        self.max_lines = max_lines
+        self._seen: OrderedDict[tuple[object, ...], list[float]] = OrderedDict()
+        """line -> [window start, copies passed in it, copies held back since the last]."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        fields = tuple(
+            (key, str(value))
+            for key, value in record.__dict__.items()
+            if key not in _RESERVED and not key.startswith("_")
+        )
+        key = (record.name, record.levelno, record.getMessage(), fields)
+        now = time.monotonic()
+        state = self._seen.get(key)
+        if state is None or now - state[0] >= self.window:
+            held = state[2] if state is not None else 0
+            state = [now, 0.0, held]
+            self._seen[key] = state
+        self._seen.move_to_end(key)
+        if len(self._seen) > self.max_lines:
+            self._seen.popitem(last=False)
+        if state[1] >= self.burst:
+            state[2] += 1
+            return False
+        state[1] += 1
+        if state[2]:
+            record.repeats_suppressed = int(state[2])
+            state[2] = 0
+        return True
+
+
 def setup_logging(level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(LogfmtFormatter())
+    handler.addFilter(RepeatLimiter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -26,6 +26,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -218,12 +219,20 @@ class ServeProcess:
     :meth:`log`.
     """
 
-    def __init__(self, config: Path, *extra_args: str, grace: float = 5.0) -> None:
+    def __init__(
+        self,
+        config: Path,
+        *extra_args: str,
+        grace: float = 5.0,
+        wrapper: Sequence[str] = (),
+    ) -> None:
+        """``wrapper`` runs serve through a command, e.g. ``("prlimit", "--nofile=1024")``."""
         self.config = config
         self.port = free_port()
         self.listen = f"{LOOPBACK}:{self.port}"
         self._stderr_path = config.with_suffix(".stderr.log")
         self._args = [
+            *wrapper,
             sys.executable,
             "-m",
             "monitor",

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import resource
+import shutil
 import socket
+import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.servers import LOOPBACK, ServeProcess
-from tests.test_serve import write_config
+from tests.test_serve import metric, write_config
 
 
 def raw_exchange(serve: ServeProcess, request: bytes) -> bytes:
@@ -45,3 +50,171 @@ def test_the_server_header_names_mailprobe_and_no_versions(tmp_path: Path) -> No
             assert answer.startswith((b"HTTP/1.0 400 ", b"HTTP/1.1 400 ")), answer[:200]
             assert b"\r\nServer: mailprobe\r\n" in answer, answer[:400]
             assert b"Python" not in answer and b"aiohttp" not in answer.lower()
+
+
+# --- connections that hold on to serve -------------------------------------------------
+
+IDLE_CLIENTS = 1100
+"""More than the 1,024 open files systemd gives a service by default."""
+SLOW_CLIENTS = 100
+HEADER_TIMEOUT = 3.0
+
+
+def open_idle(port: int, count: int) -> list[socket.socket]:
+    """Up to ``count`` connections to serve that send nothing (a connect that serve's
+    full accept queue leaves waiting over half a second is given up)."""
+    socks = []
+    for _ in range(count):
+        try:
+            sock = socket.create_connection((LOOPBACK, port), timeout=0.5)
+        except OSError:
+            continue
+        sock.setblocking(False)
+        socks.append(sock)
+    return socks
+
+
+def closed_by_peer(sock: socket.socket) -> bool:
+    """True once serve closed ``sock`` (EOF or reset); False while it is still open."""
+    try:
+        data = sock.recv(65536)
+    except BlockingIOError:
+        return False
+    except (ConnectionResetError, ConnectionAbortedError):
+        return True
+    except OSError:  # never connected: the connect itself was refused or dropped
+        return True
+    return data == b"" or closed_by_peer(sock)
+
+
+def raise_own_file_limit(needed: int) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        pytest.skip(f"needs {needed} open files for its clients, the hard limit is {hard}")
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+
+
+@pytest.mark.skipif(shutil.which("prlimit") is None, reason="needs prlimit (util-linux)")
+def test_idle_and_slow_clients_do_not_take_metrics_down(tmp_path: Path) -> None:
+    raise_own_file_limit(IDLE_CLIENTS + SLOW_CLIENTS + 200)
+    config = write_config(
+        tmp_path / "mailprobe.yml",
+        {"web": {"header_read_timeout": HEADER_TIMEOUT, "idle_timeout": HEADER_TIMEOUT}},
+    )
+    # systemd's default: 1,024 open files, soft and hard.
+    with ServeProcess(config, wrapper=("prlimit", "--nofile=1024", "--")) as serve:
+        serve.wait_listening()
+        idle = open_idle(serve.port, IDLE_CLIENTS)
+        slow = open_idle(serve.port, SLOW_CLIENTS)
+        assert len(idle) > 1024, f"only {len(idle)} of {IDLE_CLIENTS} idle clients connected"
+        try:
+            # Scrapes are answered while the idle clients hold on.
+            for _ in range(5):
+                answer = httpx.get(f"http://{serve.listen}/metrics", timeout=5)
+                assert answer.status_code == 200
+                time.sleep(0.2)
+            # Slowloris: a request header at a few bytes a second is cut at the timeout.
+            header = b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 1000
+            deadline = time.monotonic() + HEADER_TIMEOUT + 10
+            open_slow = set(slow)
+            sent = 0
+            while open_slow and time.monotonic() < deadline:
+                for sock in list(open_slow):
+                    with contextlib.suppress(OSError):
+                        sock.send(header[sent : sent + 1])
+                    if closed_by_peer(sock):
+                        open_slow.discard(sock)
+                sent = min(sent + 1, len(header) - 1)
+                time.sleep(0.25)
+            assert not open_slow, f"{len(open_slow)} slow clients still connected"
+            # The idle clients were all closed too, by the timeout or to make room.
+            deadline = time.monotonic() + 10
+            still_open = [s for s in idle if not closed_by_peer(s)]
+            while still_open and time.monotonic() < deadline:
+                time.sleep(0.2)
+                still_open = [s for s in still_open if not closed_by_peer(s)]
+            assert not still_open, f"{len(still_open)} idle clients still connected"
+            answer = httpx.get(f"http://{serve.listen}/metrics", timeout=5)
+            assert answer.status_code == 200
+            dropped = {
+                reason: metric(
+                    answer.text, "mailprobe_http_connections_dropped_total", reason=reason
+                )
+                for reason in ("header_timeout", "evicted", "refused")
+            }
+            assert (dropped["header_timeout"] or 0) + (dropped["evicted"] or 0) >= len(idle) + len(
+                slow
+            ), dropped
+            assert dropped["refused"] == 0
+            assert metric(answer.text, "mailprobe_http_connections_max") == 256
+        finally:
+            for sock in idle + slow:
+                sock.close()
+        log = serve.log()
+        assert "out of system resource" not in log
+        assert len(log.splitlines()) < 50, log[-3000:]
+
+
+def test_repeated_errors_from_bad_requests_are_not_logged_each_time(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "mailprobe.yml", {})
+    with ServeProcess(config) as serve:
+        serve.wait_listening()
+        for _ in range(200):
+            answer = raw_exchange(serve, b"GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n")
+            assert answer.startswith((b"HTTP/1.0 400 ", b"HTTP/1.1 400 "))
+        assert httpx.get(f"http://{serve.listen}/-/healthy", timeout=5).status_code == 200
+        log = serve.log()
+        assert 0 < log.count("Error handling request") <= 10, log[-3000:]
+
+
+def wait_closed(sock: socket.socket, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if closed_by_peer(sock):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_keep_alive_connections_are_closed_when_idle_or_slow(tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path / "mailprobe.yml", {"web": {"header_read_timeout": 1, "idle_timeout": 2}}
+    )
+    request = b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n"
+    with ServeProcess(config) as serve:
+        serve.wait_listening()
+        idle = socket.create_connection((LOOPBACK, serve.port), timeout=5)
+        slow = socket.create_connection((LOOPBACK, serve.port), timeout=5)
+        for sock in (idle, slow):
+            sock.sendall(request)
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+            sock.setblocking(False)
+        # The connection is kept for a next request: past the header timeout, it is
+        # still open, and the next request is answered on it.
+        time.sleep(1.3)
+        assert not closed_by_peer(idle)
+        idle.setblocking(True)
+        idle.sendall(request)
+        assert idle.recv(65536).startswith(b"HTTP/1.1 200 ")
+        idle.setblocking(False)
+        # A next request whose headers never end is cut at the header timeout.
+        slow.send(b"GET /-/healthy HTTP/1.1\r\n")
+        assert wait_closed(slow, 5)
+        assert wait_closed(idle, 5)
+        text = httpx.get(f"http://{serve.listen}/metrics", timeout=5).text
+        name = "mailprobe_http_connections_dropped_total"
+        assert metric(text, name, reason="idle_timeout") == 1
+        assert metric(text, name, reason="header_timeout") == 1
+        idle.close()
+        slow.close()
+
+
+@pytest.mark.skipif(shutil.which("prlimit") is None, reason="needs prlimit (util-linux)")
+def test_the_connection_cap_is_lowered_to_fit_the_open_file_limit(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "mailprobe.yml", {"web": {"max_connections": 1000}})
+    with ServeProcess(config, wrapper=("prlimit", "--nofile=256:256", "--")) as serve:
+        serve.wait_listening()
+        text = httpx.get(f"http://{serve.listen}/metrics", timeout=5).text
+        assert metric(text, "mailprobe_http_connections_max") == 128
+        assert "web.max_connections lowered to fit the open-file limit" in serve.log()

@@ -19,8 +19,9 @@ from prometheus_client.registry import CollectorRegistry
 
 from exporters.result import Check, CheckResult, Kind, Outcome, Phase, Status
 from monitor.config import Config
-from monitor.config.web import TlsServerConfig
+from monitor.config.web import TlsServerConfig, WebConfig
 from monitor.results import CheckRecord, ResultsStore
+from monitor.server.connections import connection_limits
 from monitor.server.extensions import Extension, ExtensionHost, ExtensionSpec
 from monitor.server.http import HttpServer, build_app
 from monitor.server.page import render_status_page
@@ -267,7 +268,10 @@ async def test_client_certificates_are_required_and_verified(tmp_path: Path) -> 
     )
     store = ResultsStore()
     registry = CollectorRegistry()
-    server = HttpServer(build_app(registry, store, BasicAuth({}), lambda: True))
+    server = HttpServer(
+        build_app(registry, store, BasicAuth({}), lambda: True),
+        connection_limits(WebConfig()),
+    )
     port = free_port()
     await server.start(LOOPBACK, port, server_context(settings))
     try:

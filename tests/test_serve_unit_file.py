@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from monitor.cli import build_parser
+from monitor.config.web import WebConfig
 
 UNIT = Path(__file__).parent.parent / "deploy" / "mailprobe.service"
 
@@ -31,6 +32,13 @@ def test_execstart_is_a_serve_command_line_the_cli_accepts() -> None:
     assert parsed.config == "/etc/mailprobe/mailprobe.yml"
     assert service["ExecReload"] == "/bin/kill -HUP $MAINPID"
     assert service["StateDirectory"] == "mailprobe"
+
+
+def test_the_open_file_limit_leaves_room_for_the_connection_cap() -> None:
+    # serve keeps client connections to half the open-file limit (the rest is for
+    # checks, logs and state): the unit's limit must not lower the default cap.
+    limit = int(unit_service_section()["LimitNOFILE"])
+    assert limit // 2 >= WebConfig().max_connections
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze")

@@ -36,12 +36,21 @@ class TlsServerConfig(Strict):
 
 
 class WebConfig(Strict):
-    """Same keys as exporter-toolkit's web-config.yml, so one file format serves all exporters."""
+    """exporter-toolkit's web-config.yml keys, so one file format serves all exporters, and
+    mailprobe's own bounds on client connections (``max_connections`` and the timeouts)."""
 
     tls_server_config: TlsServerConfig | None = None
     """Serve HTTPS instead of HTTP."""
     basic_auth_users: dict[str, str] = Field(default_factory=dict)
     """User name to bcrypt hash; when set, every request needs basic auth."""
+    max_connections: int = Field(default=256, ge=1)
+    """Client connections open at once; a new one beyond closes the longest idle one
+    (at most half the open-file limit)."""
+    header_read_timeout: float = Field(default=10.0, gt=0)
+    """Seconds to finish the TLS handshake and a request's headers, from connecting or from
+    the request's first byte."""
+    idle_timeout: float = Field(default=90.0, gt=0)
+    """Seconds a keep-alive connection may wait for its next request."""
 
     @field_validator("basic_auth_users")
     @classmethod

@@ -17,6 +17,7 @@ from pathlib import Path
 from monitor.checks import build_checks
 from monitor.config import Config, ConfigError, load_config, parse_listen
 from monitor.results import ResultsStore
+from monitor.server.connections import connection_limits, fit_to_open_files
 from monitor.server.extensions import ExtensionHost
 from monitor.server.http import HttpServer, build_app
 from monitor.server.registry import build_registry
@@ -52,7 +53,11 @@ class Daemon:
         self.auth = BasicAuth(config.web.basic_auth_users)
         self.scheduler = CheckScheduler(self.store)
         self.extensions = ExtensionHost(self.registry)
-        self.http = HttpServer(build_app(self.registry, self.store, self.auth, self.is_ready))
+        self.http = HttpServer(
+            build_app(self.registry, self.store, self.auth, self.is_ready),
+            fit_to_open_files(connection_limits(config.web)),
+        )
+        self.registry.register(self.http.guard)
         self._stop = asyncio.Event()
         self._stop_signal = ""
         self._stopping = False
@@ -163,6 +168,7 @@ class Daemon:
                 return False
             self._warn_restart_needed(config)
             self.auth.replace_users(config.web.basic_auth_users)
+            self.http.guard.limits = fit_to_open_files(connection_limits(config.web))
             self.store.register(checks)
             self.scheduler.replace(checks)
             self.config = config

@@ -15,6 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
 
 from monitor.results import ResultsStore
+from monitor.server.connections import ConnectionGuard, ConnectionLimits
 from monitor.server.page import render_status_page
 from monitor.server.webauth import BasicAuth
 
@@ -93,19 +94,26 @@ def _accepts_gzip(request: web.Request) -> bool:
 
 
 class HttpServer:
-    """Owns the aiohttp runner and its one listening site."""
+    """Owns the aiohttp runner and the connection guard that listens and accepts for it.
 
-    def __init__(self, app: web.Application) -> None:
+    The guard's middleware is put first in ``app``: every endpoint gets its bounds.
+    """
+
+    def __init__(self, app: web.Application, limits: ConnectionLimits) -> None:
+        self.guard = ConnectionGuard(limits)
+        app.middlewares.insert(0, self.guard.middleware)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
 
     async def start(self, host: str, port: int, ssl_context: ssl.SSLContext | None) -> None:
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port, ssl_context=ssl_context, reuse_address=True)
+        server = self._runner.server
+        assert server is not None
         try:
-            await site.start()
+            await self.guard.start(host, port, server, ssl_context)
         except OSError:
             await self._runner.cleanup()
             raise
 
     async def stop(self) -> None:
+        await self.guard.stop()
         await self._runner.cleanup()
