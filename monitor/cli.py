@@ -6,8 +6,10 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from monitor import __version__
+from monitor.commands.common import EXIT_CANNOT_RUN
 from monitor.logsetup import setup_logging
 
 SUBCOMMANDS = {
@@ -23,8 +25,22 @@ run is imported (``mailprobe logs`` does not load the web server, the DNS checks
 the lab: half a second of start-up); ``--help`` imports them all."""
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error exits 3 (cannot run) instead of 2.
+
+    Nagios reads 2 from a plugin as CRITICAL: ``mailprobe run --only nonsense`` must not
+    page anyone as if the mail were down (docs/run.md). Every subcommand uses 3 for "could
+    not run", so all of them share this parser class (argparse gives subparsers the
+    class of their parent).
+    """
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_CANNOT_RUN, f"{self.prog}: error: {message}\n")
+
+
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="mailprobe",
         description="Delivery monitor and Prometheus exporter for Postfix mail fleets.",
     )
@@ -47,7 +63,8 @@ def _command(argv: Sequence[str]) -> str | None:
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--log-level")
     _known, rest = pre.parse_known_args(argv)
-    return rest[0] if rest and rest[0] in SUBCOMMANDS else None
+    first = next((arg for arg in rest if not arg.startswith("-")), None)
+    return first if first in SUBCOMMANDS else None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

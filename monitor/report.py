@@ -7,10 +7,12 @@ The JSON shape is a documented contract (docs/run-json.md); change it only with 
 from __future__ import annotations
 
 import json
+import os
+import sys
 from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TextIO
 
 from rich.console import Console
 from rich.table import Table
@@ -53,6 +55,23 @@ def to_json(results: Sequence[CheckResult], started: datetime) -> str:
         "summary": summary(results),
     }
     return json.dumps(document, indent=2)
+
+
+UNLIMITED_WIDTH = 100_000
+"""Columns of a console that is not a terminal: wide enough that no value is ever cut."""
+
+
+def table_console(file: TextIO | None = None) -> Console:
+    """Where the table goes: a terminal is as wide as it is, ``$COLUMNS`` when set, and
+    anything else (a pipe, a file, Nagios) takes every value whole, one row a line.
+
+    rich falls back to 80 columns when stdout is not a terminal: targets came out cut
+    ("lab._domainkey.example...") and reasons folded over many lines.
+    """
+    stream = file if file is not None else sys.stdout
+    if stream.isatty() or os.environ.get("COLUMNS", "").strip().isdigit():
+        return Console(file=file, highlight=False)
+    return Console(file=file, highlight=False, width=UNLIMITED_WIDTH)
 
 
 def print_table(results: Sequence[CheckResult], console: Console) -> None:

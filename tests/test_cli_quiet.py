@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from monitor.cli import SUBCOMMANDS
+from monitor.lab import Lab
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -46,3 +47,14 @@ def test_dns_dnssec_is_imported_in_one_place() -> None:
             if any(n == "dns.dnssec" or n.startswith("dns.dnssecalgs") for n in names):
                 importers.append(str(path.relative_to(REPO)))
     assert importers == ["monitor/lab/dnssec.py"]
+
+
+def test_run_on_the_lab_prints_only_its_own_lines(lab: Lab, tmp_path: Path) -> None:
+    config = tmp_path / "lab.yml"
+    written = mailprobe("lab", "config", "--dir", str(lab.dir))
+    assert written.returncode == 0 and written.stderr == ""
+    config.write_text(written.stdout)
+    done = mailprobe("run", "--config", str(config))
+    assert done.returncode in (0, 1), done.stdout + done.stderr
+    assert all(line.startswith("mailprobe: ") for line in done.stderr.splitlines()), done.stderr
+    assert "Warning" not in done.stderr

@@ -93,7 +93,10 @@ def test_invalid_yaml_reports_line() -> None:
 def test_unreadable_file_exits_3(tmp_path: Path) -> None:
     done = config_check(tmp_path / "nope.yml")
     assert done.returncode == 3
-    assert "cannot read" in done.stderr
+    assert f"no config file at {tmp_path / 'nope.yml'}" in done.stderr
+    folder = config_check(tmp_path)
+    assert folder.returncode == 3
+    assert "cannot read" in folder.stderr
 
 
 def test_config_path_from_environment(tmp_path: Path) -> None:

@@ -309,8 +309,8 @@ async def test_dmarc_reject_ok_and_none_warns_with_hint() -> None:
     outcome = await run(check_dmarc, DmarcSettings(D), zone)
     assert outcome.status is Status.WARN and outcome.facts["dmarc_policy"] == "none"
     assert outcome.reason == (
-        "DMARC policy of _dmarc.example.test is p=none: monitoring only; "
-        "see `mailprobe dmarc report` for readiness"
+        "DMARC policy of _dmarc.example.test is p=none: monitoring only, "
+        "receivers quarantine or reject nothing"
     )
 
 

@@ -61,7 +61,7 @@ async def test_healthy_lab_passes_every_dns_check(dns_checks: dict[Key, Check]) 
     assert by_key[("dkim", "lab._domainkey.example.test")].facts["dkim_key_matches_signer"]
     dmarc = by_key[("dmarc", "example.test")]
     assert dmarc.status is Status.WARN  # the lab publishes p=none, like the reference fleet
-    assert "monitoring only; see `mailprobe dmarc report` for readiness" in dmarc.reason
+    assert "monitoring only, receivers quarantine or reject nothing" in dmarc.reason
 
 
 def expected(lab: Lab) -> list[tuple[str, Key, str]]:

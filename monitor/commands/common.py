@@ -42,12 +42,36 @@ def print_config_error(error: ConfigError) -> None:
         print(f"  {issue}", file=sys.stderr)
 
 
+def config_origin(explicit: str | Path | None) -> str:
+    """How :func:`config_path` chose its answer, in the user's words."""
+    if explicit is not None:
+        return "given with --config"
+    if os.environ.get("MAILPROBE_CONFIG"):
+        return "named by $MAILPROBE_CONFIG"
+    return "the default; neither --config nor $MAILPROBE_CONFIG names another"
+
+
+def print_missing_config(path: Path, explicit: str | Path | None) -> None:
+    """The config file does not exist: say where we looked and how to name one."""
+    print(
+        f"mailprobe: no config file at {path} ({config_origin(explicit)})\n"
+        "  name one with --config FILE or MAILPROBE_CONFIG=FILE\n"
+        "  (examples/mailprobe.yml is a commented example; `mailprobe lab config` prints"
+        " one for the lab)",
+        file=sys.stderr,
+    )
+
+
 def load_or_report(args: argparse.Namespace) -> Config | None:
     """Load the config named by ``args``; on error print every problem and return None."""
     from monitor.config import ConfigError, load_config
 
+    path = config_path(args.config)
+    if not path.exists() and not path.is_symlink():
+        print_missing_config(path, args.config)
+        return None
     try:
-        return load_config(config_path(args.config))
+        return load_config(path)
     except ConfigError as error:
         print_config_error(error)
         return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from monitor.checks import unchecked_sections
 from monitor.commands.common import EXIT_CANNOT_RUN, add_config_option, config_path, load_or_report
 
 
@@ -17,7 +18,10 @@ def register(subparsers: Any) -> None:
 
 
 def _check(args: argparse.Namespace) -> int:
-    if load_or_report(args) is None:
+    config = load_or_report(args)
+    if config is None:
         return EXIT_CANNOT_RUN
     print(f"{config_path(args.config)}: ok")
+    for note in unchecked_sections(config):
+        print(f"  {note}")
     return 0

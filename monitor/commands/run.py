@@ -13,24 +13,49 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from exporters.result import Check, CheckResult, Kind
-from monitor.checks import build_checks
+from monitor.checks import (
+    BUILDERS,
+    build_checks,
+    checked_kinds,
+    no_checks_reason,
+    unchecked_sections,
+)
 from monitor.commands.common import EXIT_CANNOT_RUN, add_config_option, load_or_report
-from monitor.report import exit_code, print_table, to_json
+from monitor.report import exit_code, print_table, table_console, to_json
 from monitor.runner import run_all
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("run", help="run every configured check once")
+    parser = subparsers.add_parser(
+        "run",
+        help="run every configured check once",
+        description="Run every configured check once and print a report.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_config_option(parser)
+    unchecked = [k.value for k in Kind if k not in checked_kinds()]
     parser.add_argument(
         "--only",
         metavar="KINDS",
         type=_kinds,
-        help="comma-separated kinds to run: " + ",".join(k.value for k in Kind),
+        help="comma-separated kinds to run: "
+        + ",".join(k.value for k in checked_kinds())
+        + (f" ({', '.join(unchecked)}: no checks yet)" if unchecked else ""),
     )
     parser.add_argument("--target", metavar="NAME", help="run only checks of this target")
     parser.add_argument("--format", choices=["text", "json"], default="text")
     parser.set_defaults(func=_run)
+
+
+EXIT_CODES = """\
+exit codes (Nagios plugin convention, docs/run.md):
+  0  every check ok
+  1  at least one warn, none worse
+  2  at least one fail (critical)
+  3  unknown: a check could not run (error), the config is missing or invalid, no
+     check matched, or the command line is wrong
+"""
 
 
 def _kinds(text: str) -> list[Kind]:
@@ -46,6 +71,11 @@ def _run(args: argparse.Namespace) -> int:
     config = load_or_report(args)
     if config is None:
         return EXIT_CANNOT_RUN
+    for note in unchecked_sections(config):
+        print(f"mailprobe: {note}", file=sys.stderr)
+    for kind in args.only or ():
+        if kind not in BUILDERS:
+            print(f"mailprobe: --only {kind}: {no_checks_reason(kind)}", file=sys.stderr)
     checks = build_checks(config, only=args.only, target=args.target)
     if not checks:
         print("mailprobe: no checks match the config and filters", file=sys.stderr)
@@ -55,7 +85,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(to_json(results, started))
     else:
-        print_table(results, Console(highlight=False))
+        print_table(results, table_console())
     return exit_code(results)
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 from typing import Any
 
+from monitor.checks import unchecked_sections
 from monitor.commands.common import EXIT_CANNOT_RUN, add_config_option, config_path, load_or_report
 from monitor.config import parse_listen
 from monitor.server.daemon import DEFAULT_GRACE_SECONDS, Daemon
@@ -54,5 +56,7 @@ def _serve(args: argparse.Namespace) -> int:
     config = load_or_report(args)
     if config is None:
         return EXIT_CANNOT_RUN
+    for note in unchecked_sections(config):
+        logging.getLogger(__name__).warning(note)
     daemon = Daemon(config_path(args.config), config, args.listen, args.grace)
     return asyncio.run(daemon.run())

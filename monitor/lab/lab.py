@@ -466,10 +466,13 @@ class Lab:
     # ----- down ---------------------------------------------------------------------------
     def down(self) -> list[int]:
         """Stop every lab process, remove the addresses; return the PIDs stopped."""
+        if self.state() is None:
+            # No lab was ever set up here (the block's addresses, if any, are another's):
+            # nothing to stop, and no lock file to leave behind in a folder that had none.
+            return []
         with locked(self.layout.lock_file):
             state = self.state()
             if state is None:
-                # No lab was ever set up here: the block's addresses, if any, are another's.
                 return []
             return self._teardown(state)
 
@@ -518,10 +521,13 @@ class Lab:
         fault = F.BY_NAME.get(name)
         if fault is None:
             raise LabError(f"no fault {name!r}; `lab faults` lists them")
+        not_running = f"no lab running in {self.dir}; start one with `lab up --dir {self.dir}`"
+        if self.state() is None:  # checked before the lock, which would create the folder
+            raise LabError(not_running)
         with locked(self.layout.lock_file):
             state = self.state()
             if state is None or not state.running:
-                raise LabError(f"the lab in {self.dir} is not running; run `lab up` first")
+                raise LabError(not_running)
             if (name in state.faults) == active:
                 return
             state.faults = (
