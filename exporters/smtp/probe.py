@@ -150,8 +150,12 @@ async def _probe_name(
     resolved = time.monotonic() - mark
     lookup: dane.TlsaLookup | None = None
     tlsa_seconds = 0.0
-    if settings.tls != "none" and settings.dane != "off" and tls_name is not None:
-        if resolver is None:
+    if settings.tls != "none" and settings.dane != "off":
+        if tls_name is None:
+            lookup = dane.TlsaLookup(
+                "", dane.DaneState.NOT_CHECKED, reason=f"{host} is an address: no TLSA name"
+            )
+        elif resolver is None:
             lookup = dane.TlsaLookup(
                 "", dane.DaneState.NOT_CHECKED, reason="no resolver configured"
             )
@@ -303,7 +307,7 @@ def _judge_tls(
     name = endpoint.tls_name or endpoint.address
     pkix = pkix_verdict(tls, name, settings.ca_file, dt.datetime.now(dt.UTC))
     facts["pkix"] = pkix.state.value
-    result.verdicts.append(f"PKIX: {pkix.state.value} {pkix.reason}".rstrip())
+    result.verdicts.append(f"PKIX: {pkix.state.value}" + (f" ({pkix.reason})" * bool(pkix.reason)))
     verdict = (
         dane.verdict(lookup, tls.chain, name)
         if lookup is not None
@@ -315,7 +319,7 @@ def _judge_tls(
     if verdict.matched is not None:
         facts["dane_record"] = verdict.matched.short
     dane_text = _dane_words(verdict, lookup)
-    result.verdicts.append(f"DANE: {verdict.state.value} {dane_text}".rstrip())
+    result.verdicts.append(f"DANE: {verdict.state.value}" + (f" ({dane_text})" * bool(dane_text)))
 
     pkix_bad = pkix.state not in (PkixState.VALID, PkixState.NOT_CHECKED)
     dane_status = _dane_status(verdict.state, settings.dane)
@@ -342,7 +346,12 @@ def _judge_tls(
     _judge_next(settings, lookup, name, result)
 
 
-_NOT_APPLIED = (dane.DaneState.OFF, dane.DaneState.INSECURE, dane.DaneState.UNUSABLE)
+_NOT_APPLIED = (
+    dane.DaneState.OFF,
+    dane.DaneState.INSECURE,
+    dane.DaneState.UNUSABLE,
+    dane.DaneState.NOT_CHECKED,
+)
 
 
 def _judge_next(
@@ -371,7 +380,7 @@ def _judge_next(
 
 
 def _dane_status(state: dane.DaneState, mode: str) -> Status:
-    if state in (dane.DaneState.VERIFIED, dane.DaneState.NOT_CHECKED):
+    if state is dane.DaneState.VERIFIED:
         return Status.OK
     if state in (dane.DaneState.MISMATCH, dane.DaneState.BOGUS, dane.DaneState.DNS_ERROR):
         return Status.FAIL

@@ -20,6 +20,7 @@ from monitor.results import ResultsStore
 from monitor.server.connections import connection_limits, fit_to_open_files
 from monitor.server.extensions import ExtensionHost
 from monitor.server.http import HttpServer, build_app
+from monitor.server.probe import ProbeEndpoint
 from monitor.server.registry import build_registry
 from monitor.server.reload import ReloadStatus
 from monitor.server.scheduler import CheckScheduler
@@ -49,12 +50,13 @@ class Daemon:
         self.grace = grace
         self.store = ResultsStore()
         self.reloads = ReloadStatus()
-        self.registry = build_registry(self.store, self.reloads)
+        self.registry = build_registry(self.store, self.reloads, smtp_ports=self._smtp_ports)
         self.auth = BasicAuth(config.web.basic_auth_users)
         self.scheduler = CheckScheduler(self.store)
         self.extensions = ExtensionHost(self.registry)
+        probe = ProbeEndpoint(lambda: self.config, config.defaults.concurrency)
         self.http = HttpServer(
-            build_app(self.registry, self.store, self.auth, self.is_ready),
+            build_app(self.registry, self.store, self.auth, self.is_ready, probe),
             fit_to_open_files(connection_limits(config.web)),
         )
         self.registry.register(self.http.guard)
@@ -64,6 +66,9 @@ class Daemon:
         self._ready = False
         self._reload_lock = asyncio.Lock()
         self._reloads: set[asyncio.Task[bool]] = set()
+
+    def _smtp_ports(self) -> dict[str, int]:
+        return {t.name: t.port for t in self.config.smtp.targets}
 
     def is_ready(self) -> bool:
         """Ready once every check finished a first run; stays ready across reloads."""

@@ -37,7 +37,10 @@ def build_app(
     store: ResultsStore,
     auth: BasicAuth,
     is_ready: Callable[[], bool],
+    probe: Handler | None = None,
 ) -> web.Application:
+    """``probe`` serves ``/probe`` (monitor/server/probe.py) behind the same auth."""
+
     @web.middleware
     async def require_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
         if auth.enabled and not await auth.verify(request.headers.get("Authorization")):
@@ -73,6 +76,8 @@ def build_app(
     app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/-/ready", ready)
     app.router.add_get("/", index)
+    if probe is not None:
+        app.router.add_get("/probe", probe)
     return app
 
 

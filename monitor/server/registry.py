@@ -6,13 +6,14 @@ exactly mailprobe's families and no process or platform metrics of the library's
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from prometheus_client.registry import CollectorRegistry
 
 from monitor.metrics import dns, mta_sts
 from monitor.metrics.checks import BuildInfoCollector, ChecksCollector
 from monitor.metrics.facts import FactMetric
+from monitor.metrics.smtp import SmtpSessionCollector
 from monitor.results import ResultsStore
 from monitor.server.reload import ReloadStatus
 
@@ -24,9 +25,12 @@ def build_registry(
     store: ResultsStore,
     reloads: ReloadStatus,
     fact_metrics: Sequence[FactMetric] = FACT_METRICS,
+    smtp_ports: Callable[[], Mapping[str, int]] = dict,
 ) -> CollectorRegistry:
+    """``smtp_ports`` names each SMTP target's port, from the config of the moment."""
     registry = CollectorRegistry(auto_describe=True)
     registry.register(ChecksCollector(store, fact_metrics))
+    registry.register(SmtpSessionCollector(store, smtp_ports))
     registry.register(BuildInfoCollector())
     registry.register(reloads)
     return registry
