@@ -53,7 +53,8 @@ PYTHONWARNINGS="ignore:Editable installation.:UserWarning" .venv/bin/pip install
 rm -f exporters/postfix_logs/*.so
 if [[ -z "$extras" ]]; then
     # The log exporter's per-line path, compiled by mypyc: about 1.8x faster.
-    .venv/bin/pip install -q "mypy>=1.10"
+    # setup.py runs with the venv's own setuptools: as new as [build-system] requires.
+    .venv/bin/pip install -q "mypy>=1.10" "setuptools>=77" wheel
     if MAILPROBE_MYPYC=1 .venv/bin/python setup.py -q build_ext --inplace >.venv/mypyc-build.log 2>&1; then
         echo "setup: log exporter compiled with mypyc"
     else
