@@ -103,3 +103,26 @@ def tls_json(
             ],
         }
     ).encode()
+
+
+def arf_mail(
+    domain: str, source_ip: str, feedback_type: str = "auth-failure", reporter: str = "arf.rep.test"
+) -> bytes:
+    """A minimal RFC 5965 / RFC 6591 feedback report about a message claiming ``domain``."""
+    boundary = "arf-boundary"
+    auth = "Auth-Failure: dmarc\r\n" if feedback_type == "auth-failure" else ""
+    return (
+        f"From: feedback@{reporter}\r\nTo: dmarc@{domain}\r\n"
+        f"Subject: FW: report\r\nDate: Sun, 6 Dec 2026 10:00:00 +0000\r\n"
+        f"Message-ID: <{feedback_type}.{source_ip}@{reporter}>\r\nMIME-Version: 1.0\r\n"
+        f'Content-Type: multipart/report; report-type=feedback-report; boundary="{boundary}"\r\n'
+        f"\r\n--{boundary}\r\nContent-Type: text/plain\r\n\r\nA feedback report.\r\n"
+        f"--{boundary}\r\nContent-Type: message/feedback-report\r\n\r\n"
+        f"Feedback-Type: {feedback_type}\r\nUser-Agent: test/1.0\r\nVersion: 1\r\n{auth}"
+        f"Source-IP: {source_ip}\r\nReported-Domain: {domain}\r\n"
+        f"Arrival-Date: Sun, 6 Dec 2026 09:00:00 +0000\r\n"
+        f"\r\n--{boundary}\r\nContent-Type: text/rfc822-headers\r\n\r\n"
+        f"From: someone@{domain}\r\nTo: victim@{reporter}\r\nSubject: hello\r\n"
+        f"Date: Sun, 6 Dec 2026 08:59:00 +0000\r\nMessage-ID: <spoof@{domain}>\r\n"
+        f"\r\n--{boundary}--\r\n"
+    ).encode()

@@ -7,7 +7,7 @@ import ipaddress
 
 from pydantic import Field, field_validator
 
-from monitor.config.base import ConfigPath, Schedule, Strict
+from monitor.config.base import ConfigPath, PositiveSeconds, Schedule, Strict
 from monitor.config.canary import ImapMailbox
 
 MIB = 1 << 20
@@ -55,6 +55,8 @@ class DmarcSection(Strict):
     """Folders `serve` watches for report files (xml, xml.gz, zip, json, eml, mbox)."""
     schedule: Schedule = Schedule()
     """Interval and timeout of the DMARC checks."""
+    poll_interval: PositiveSeconds = 60.0
+    """Seconds between two looks at `paths` (and at the mailbox when it cannot IDLE)."""
     sources: list[SendingSource] = Field(default_factory=list)
     """Our own sending sources (MX, SRS, MTA, submission, authorised providers): class `ours`."""
     window_days: int = Field(default=7, ge=1, le=366)

@@ -23,6 +23,7 @@ from typing import Protocol
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from monitor.config import Config
+from monitor.dmarc.service import DmarcIngestion
 from monitor.server.log_following import LogFollowing
 
 log = logging.getLogger(__name__)
@@ -59,9 +60,21 @@ def _log_extension(config: Config) -> Extension:
     return Extension(services=[following], collectors=following.collectors)
 
 
+def _dmarc_extension(config: Config) -> Extension:
+    """Count the stored reports and read ``dmarc.paths`` and ``dmarc.mailbox`` (nothing
+    without ``dmarc.domains``: no report would be ours)."""
+    if not config.dmarc.domains:
+        return Extension()
+    ingestion = DmarcIngestion(config)
+    return Extension(services=[ingestion], collectors=[ingestion.collector])
+
+
 EXTENSIONS: tuple[ExtensionSpec, ...] = (
     ExtensionSpec(
         "logs", settings=lambda config: (config.logs, config.state_dir), build=_log_extension
+    ),
+    ExtensionSpec(
+        "dmarc", settings=lambda config: (config.dmarc, config.state_dir), build=_dmarc_extension
     ),
 )
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+from dataclasses import dataclass
 from pathlib import Path
 
 from exporters.dmarc.errors import Reason
@@ -46,6 +47,34 @@ class DmarcReports:
 
     async def snapshot(self, since: float) -> Snapshot:
         return await self._store.run(lambda conn: read_snapshot(conn, since))
+
+    async def history(self) -> History:
+        """Everything the metrics are rebuilt from when ``serve`` starts."""
+        return await self._store.run(read_history)
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    snapshot: Snapshot
+    """Every stored report (since 0)."""
+    items: dict[tuple[str, str], int]
+    """Items by (outcome, reason)."""
+    orgs: list[str]
+    """Reporting organisations in order of their first report."""
+
+
+def read_history(conn: sqlite3.Connection) -> History:
+    items = {
+        (str(outcome), str(reason)): int(n)
+        for outcome, reason, n in conn.execute(
+            "SELECT outcome, reason, COUNT(*) FROM dmarc_items GROUP BY outcome, reason"
+        )
+    }
+    orgs = [
+        str(r[0])
+        for r in conn.execute("SELECT org FROM dmarc_reports GROUP BY org ORDER BY MIN(id)")
+    ]
+    return History(read_snapshot(conn, 0), items, orgs)
 
 
 class DmarcReportFile:
