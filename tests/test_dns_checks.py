@@ -310,7 +310,8 @@ async def test_dmarc_reject_ok_and_none_warns_with_hint() -> None:
     assert outcome.status is Status.WARN and outcome.facts["dmarc_policy"] == "none"
     assert outcome.reason == (
         "DMARC policy of _dmarc.example.test is p=none: monitoring only, "
-        "receivers quarantine or reject nothing"
+        "receivers quarantine or reject nothing; `mailprobe dmarc report` says whether "
+        "p=quarantine or p=reject is safe"
     )
 
 

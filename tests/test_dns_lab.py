@@ -62,6 +62,7 @@ async def test_healthy_lab_passes_every_dns_check(dns_checks: dict[Key, Check]) 
     dmarc = by_key[("dmarc", "example.test")]
     assert dmarc.status is Status.WARN  # the lab publishes p=none, like the reference fleet
     assert "monitoring only, receivers quarantine or reject nothing" in dmarc.reason
+    assert "`mailprobe dmarc report`" in dmarc.reason
 
 
 def expected(lab: Lab) -> list[tuple[str, Key, str]]:

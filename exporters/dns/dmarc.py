@@ -11,7 +11,10 @@ from exporters.dns.resolver import DnsError, StubResolver
 from exporters.result import Outcome, Phase
 
 POLICIES = ("none", "quarantine", "reject")
-READINESS_HINT = "monitoring only, receivers quarantine or reject nothing"
+READINESS_HINT = (
+    "monitoring only, receivers quarantine or reject nothing;"
+    " `mailprobe dmarc report` says whether p=quarantine or p=reject is safe"
+)
 KNOWN_TAGS = {"v", "p", "sp", "np", "psd", "t", "adkim", "aspf", "rua", "ruf", "fo"}
 LEGACY_TAGS = {"pct", "rf", "ri"}
 """RFC 7489 tags that RFC 9989 removed; still read by older receivers."""
