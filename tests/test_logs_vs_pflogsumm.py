@@ -200,6 +200,8 @@ def test_kumina_sample_rejects_count_postscreen_connections() -> None:
     report = mailprobe(path)
     assert report["messages"]["rejected"] == pflogsumm(path)["totals"]["rejected"] == 4
     assert report["messages"]["rejected_connections"] == 3
+    # pflogsumm lists 1.2.3.4 under each of the four reasons; the report ranks clients
+    assert report["top"]["rejected_clients"] == [{"address": "1.2.3.4", "rejects": 4}]
     day = next(row for row in report["hourly"] if row["rejected"])
     assert day["rejected"] == 4
 

@@ -65,7 +65,7 @@ def _normalise(text: str) -> str:
 
 EVENTS = ("received", "delivered", "deferred", "bounced", "rejected")
 """The per-hour columns."""
-TALLIES = ("senders", "recipients", "sender_domains", "recipient_domains")
+TALLIES = ("senders", "recipients", "sender_domains", "recipient_domains", "rejected_clients")
 
 
 class Summary:
@@ -85,6 +85,8 @@ class Summary:
         self.recipients = Tally()
         self.sender_domains = Tally()
         self.recipient_domains = Tally()
+        self.rejected_clients = Tally()
+        """Rejects per client address (smtpd and postscreen), as pflogsumm lists them."""
         self.delays: list[float] = [0.0, 0.0, 0.0]
         """Postfix's ``delay=`` of each delivery: count, sum, maximum."""
         self.earliest: float | None = None
@@ -275,6 +277,7 @@ class Summary:
         if action in ("reject", "milter-reject"):
             self._count("rejected", stamp)
             self.reasons["reject"][f"{prog.daemon} {text}"] += 1
+            self.rejected_clients.row(m["client_ip"])[MESSAGES] += 1
             if m["stage"] == "CONNECT":
                 self.totals["rejected_connections"] += 1
         elif action == "reject_warning":
@@ -303,6 +306,7 @@ class Summary:
     def _ps_reject(self, prog: Program, m: Match[str], stamp: str | float) -> None:
         self._count("rejected", stamp)
         self.reasons["reject"][f"postscreen {m['stage']}: {normalise(m['text'])}"] += 1
+        self.rejected_clients.row(m["client_ip"])[MESSAGES] += 1
         if m["stage"] == "CONNECT":
             self.totals["rejected_connections"] += 1
 
@@ -312,6 +316,7 @@ class Summary:
         self._count("rejected", stamp)
         self.totals["rejected_connections"] += 1
         self.reasons["reject"][f"postscreen CONNECT: {normalise(m['text'])}"] += 1
+        self.rejected_clients.row(m["client_ip"])[MESSAGES] += 1
 
     def _expired(self, prog: Program, m: Match[str], stamp: str | float) -> None:
         self.totals["expired"] += 1

@@ -97,6 +97,10 @@ def _tops(summary: Summary) -> dict[str, list[dict[str, Any]]]:
         "senders_by_size": _addresses(summary.senders, BYTES),
         "recipients_by_count": _addresses(summary.recipients, MESSAGES),
         "recipients_by_size": _addresses(summary.recipients, BYTES),
+        "rejected_clients": [
+            {"address": name, "rejects": int(row[MESSAGES])}
+            for name, row in summary.rejected_clients.top(TOP, MESSAGES)
+        ],
     }
 
 
@@ -320,6 +324,11 @@ def _top_tables(report: Mapping[str, Any]) -> Iterable[str]:
             yield from ("", title, "-" * len(title), f"  {'messages':>10}{'bytes':>14}  {name}")
             for row in top[key]:
                 yield f"  {row['messages']:>10}{row['bytes']:>14}  {row[name]}"
+    if top["rejected_clients"]:
+        title = "Top rejected clients"
+        yield from ("", title, "-" * len(title))
+        for row in top["rejected_clients"]:
+            yield f"  {row['rejects']:>10}  {row['address']}"
     if report["top_approximate"]:
         yield ""
         yield (
