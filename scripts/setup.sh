@@ -45,7 +45,9 @@ if [[ -n "${missing// /}" ]]; then
 fi
 
 python3 -m venv .venv
-.venv/bin/pip install -q --upgrade pip
+# setuptools 77 reads the SPDX `project.license` string; the in-place mypyc build
+# (below, bench/trees.py, tests/test_compiled_build.py) uses the venv's own setuptools.
+.venv/bin/pip install -q --upgrade pip "setuptools>=77"
 # setuptools says, as a warning, that an editable install finds the packages with a
 # meta path finder: information for packagers, not for someone setting up mailprobe.
 PYTHONWARNINGS="ignore:Editable installation.:UserWarning" .venv/bin/pip install -q -e ".$extras"
