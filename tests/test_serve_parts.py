@@ -7,7 +7,7 @@ import base64
 import random
 import ssl
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import bcrypt
@@ -22,7 +22,7 @@ from monitor.config import Config
 from monitor.config.web import TlsServerConfig, WebConfig
 from monitor.results import CheckRecord, ResultsStore
 from monitor.server.connections import connection_limits
-from monitor.server.extensions import Extension, ExtensionHost, ExtensionSpec
+from monitor.server.extensions import Extension, ExtensionHost, ExtensionSpec, ReloadError
 from monitor.server.http import HttpServer, build_app
 from monitor.server.page import render_status_page
 from monitor.server.registry import build_registry
@@ -330,6 +330,7 @@ class Ticker:
             await asyncio.sleep(0.01)
 
     async def start(self) -> None:
+        self.stopped = False
         self._task = asyncio.create_task(self._tick())
 
     async def stop(self) -> None:
@@ -340,11 +341,12 @@ class Ticker:
 
 
 class TickCollector:
-    def __init__(self, ticker: Ticker) -> None:
+    def __init__(self, ticker: Ticker, name: str = "") -> None:
         self._ticker = ticker
+        self._name = "test_ticks" + (f"_{name}" if name else "")
 
     def collect(self) -> Iterable[Metric]:
-        yield GaugeMetricFamily("test_ticks", "Ticks so far.", value=self._ticker.ticks)
+        yield GaugeMetricFamily(self._name, "Ticks so far.", value=self._ticker.ticks)
 
 
 async def test_extensions_start_reload_only_when_their_settings_change_and_stop() -> None:
@@ -370,6 +372,47 @@ async def test_extensions_start_reload_only_when_their_settings_change_and_stop(
     await host.stop()
     assert built[1].stopped
     assert registry.get_sample_value("test_ticks") is None
+
+
+class BrokenTicker(Ticker):
+    """A service that cannot start, as a log follower whose state_dir is a file."""
+
+    async def start(self) -> None:
+        raise OSError("cannot create state_dir /x: Not a directory")
+
+
+async def test_a_reload_that_cannot_start_everything_keeps_the_old_extensions() -> None:
+    built: dict[str, list[Ticker]] = {"first": [], "second": []}
+
+    def builder(name: str) -> Callable[[Config], Extension]:
+        def build(config: Config) -> Extension:
+            broken = name == "second" and config.logs.domains == ["broken.example"]
+            ticker = BrokenTicker() if broken else Ticker()
+            built[name].append(ticker)
+            return Extension(services=[ticker], collectors=[TickCollector(ticker, name)])
+
+        return build
+
+    registry = CollectorRegistry()
+    specs = [ExtensionSpec(name, lambda c: c.logs, builder(name)) for name in built]
+    host = ExtensionHost(registry, specs)
+    await host.start(Config())
+    with pytest.raises(ReloadError, match="extension second cannot start: OSError: cannot"):
+        await host.reload(Config.model_validate({"logs": {"domains": ["broken.example"]}}))
+    # The new first extension was started, then stopped again; the old ones run again.
+    assert len(built["first"]) == 2 and built["first"][1].stopped
+    old_first, old_second = built["first"][0], built["second"][0]
+    ticks = old_first.ticks, old_second.ticks
+    await asyncio.sleep(0.05)
+    assert old_first.ticks > ticks[0] and old_second.ticks > ticks[1]
+    assert registry.get_sample_value("test_ticks_first") == old_first.ticks
+    assert registry.get_sample_value("test_ticks_second") == old_second.ticks
+    # The same change is tried again on the next reload; a good one is applied.
+    await host.reload(Config.model_validate({"logs": {"domains": ["fine.example"]}}))
+    assert len(built["first"]) == 3 and len(built["second"]) == 3
+    assert old_first.stopped and old_second.stopped
+    assert not built["first"][2].stopped and not built["second"][2].stopped
+    await host.stop()
 
 
 # --- registry --------------------------------------------------------------------------

@@ -28,7 +28,10 @@ RUNS_HELP = "Runs of the check, by status."
 BUILD_INFO = "mailprobe_build_info"
 BUILD_INFO_HELP = "Always 1; labels carry the mailprobe and Python versions."
 RELOAD_FAILURES = "mailprobe_config_reload_failures"  # exposed with _total
-RELOAD_FAILURES_HELP = "Config reloads (SIGHUP) that failed validation; the old config stays."
+RELOAD_FAILURES_HELP = (
+    "Config reloads (SIGHUP) that failed: an invalid config, or an extension it changes "
+    "could not start; the old config stays."
+)
 RELOAD_SUCCESS = "mailprobe_config_last_reload_successful"
 RELOAD_SUCCESS_HELP = "1 if the last config (re)load succeeded, 0 if it failed."
 

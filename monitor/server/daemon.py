@@ -2,9 +2,11 @@
 
 SIGTERM / SIGINT: no new check run starts, runs in flight get ``grace`` seconds, then
 extensions and the HTTP server stop and the process exits 0; a second signal ends the
-grace period at once.  SIGHUP: the config file is read again; if it is invalid the
-running config stays, the reason is logged and the reload failure counter goes up; if
-it is valid the checks, basic-auth users and changed extensions are replaced.
+grace period at once.  SIGHUP: the config file is read again; if it is invalid, or an
+extension it changes cannot start, the running config (and its extensions) stays, the
+reason is logged and the reload failure counter goes up; otherwise the checks, basic-auth
+users, connection limits and changed extensions are replaced, and only then is the
+reload counted successful.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from monitor.checks import build_checks
 from monitor.config import Config, ConfigError, load_config, parse_listen
 from monitor.results import ResultsStore
 from monitor.server.connections import connection_limits, fit_to_open_files
-from monitor.server.extensions import ExtensionHost
+from monitor.server.extensions import ExtensionHost, ReloadError
 from monitor.server.http import HttpServer, build_app
 from monitor.server.probe import ProbeEndpoint
 from monitor.server.registry import build_registry
@@ -171,6 +173,11 @@ class Daemon:
             except Exception as exc:
                 self._reload_failed(str(self.config_file), f"{type(exc).__name__}: {exc}")
                 return False
+            try:
+                await self.extensions.reload(config)
+            except ReloadError as error:
+                self._reload_failed(str(self.config_file), str(error))
+                return False
             self._warn_restart_needed(config)
             self.auth.replace_users(config.web.basic_auth_users)
             self.http.guard.limits = fit_to_open_files(connection_limits(config.web))
@@ -181,12 +188,6 @@ class Daemon:
             log.info(
                 "config reloaded", extra={"config": str(self.config_file), "checks": len(checks)}
             )
-            try:
-                await self.extensions.reload(config)
-            except Exception as exc:
-                log.error(
-                    "extension reload failed", extra={"error": f"{type(exc).__name__}: {exc}"}
-                )
             return True
 
     def _reload_failed(self, source: str, problems: str) -> None:

@@ -9,8 +9,13 @@ services (started after the HTTP server is up, stopped on shutdown) and collecto
 
 ``settings`` picks the part of the config the extension depends on.  On a reload an
 extension whose settings are unchanged keeps running untouched (a log follower keeps its
-position and counters); a changed one is stopped, its collectors unregistered, and it is
-built again from the new config.
+position and counters); a changed one is built again from the new config, the old one
+stopped and its collectors unregistered, and the new one started.
+
+A reload is all or nothing: if a changed extension cannot be built or started, the new
+ones started so far are stopped, the old ones are started again (a service must accept
+``start`` after ``stop``), and :class:`ReloadError` says why; the old configuration's
+extensions run on as before.
 """
 
 from __future__ import annotations
@@ -30,7 +35,10 @@ log = logging.getLogger(__name__)
 
 
 class Service(Protocol):
-    """Background work with a lifetime: ``start`` returns once it runs, ``stop`` once it ended."""
+    """Background work with a lifetime: ``start`` returns once it runs, ``stop`` once it ended.
+
+    ``start`` may be called again after ``stop``: a failed reload restarts the old service.
+    """
 
     name: str
 
@@ -79,11 +87,20 @@ EXTENSIONS: tuple[ExtensionSpec, ...] = (
 )
 
 
+class ReloadError(Exception):
+    """A changed extension could not be built or started; the old ones run on."""
+
+    def __init__(self, extension: str, what: str, cause: Exception) -> None:
+        super().__init__(f"extension {extension} {what}: {type(cause).__name__}: {cause}")
+        self.extension = extension
+
+
 @dataclass(slots=True)
 class _Running:
     settings: object
     extension: Extension
     started: list[Service] = field(default_factory=list)
+    registered: list[Collector] = field(default_factory=list)
 
 
 class ExtensionHost:
@@ -98,35 +115,74 @@ class ExtensionHost:
 
     async def start(self, config: Config) -> None:
         for spec in self._specs:
-            await self._start_one(spec, config)
+            running = _Running(spec.settings(config), spec.build(config))
+            self._running[spec.name] = running
+            await self._start(running)
 
     async def reload(self, config: Config) -> None:
+        """Apply ``config`` to the extensions whose settings changed, or to none of them.
+
+        Raises :class:`ReloadError` when one cannot be built or started; the extensions
+        of the running config then run on.
+        """
+        fresh: list[tuple[str, _Running]] = []
         for spec in self._specs:
             running = self._running.get(spec.name)
             if running is not None and running.settings == spec.settings(config):
                 continue
-            await self._stop_one(spec.name)
-            await self._start_one(spec, config)
-            log.info("extension reloaded", extra={"extension": spec.name})
+            try:
+                fresh.append((spec.name, _Running(spec.settings(config), spec.build(config))))
+            except Exception as exc:
+                raise ReloadError(spec.name, "cannot be built", exc) from exc
+        old: dict[str, _Running] = {}
+        for name, _new in fresh:
+            previous = self._running.pop(name, None)
+            if previous is not None:
+                await self._stop(previous)
+                old[name] = previous
+        started: list[tuple[str, _Running]] = []
+        for name, new in fresh:
+            try:
+                await self._start(new)
+            except Exception as exc:
+                await self._stop(new)
+                for _done_name, done in reversed(started):
+                    await self._stop(done)
+                await self._restore(old)
+                raise ReloadError(name, "cannot start", exc) from exc
+            started.append((name, new))
+        for name, new in started:
+            self._running[name] = new
+            log.info("extension reloaded", extra={"extension": name})
 
     async def stop(self) -> None:
         for name in reversed(list(self._running)):
-            await self._stop_one(name)
+            await self._stop(self._running.pop(name))
 
-    async def _start_one(self, spec: ExtensionSpec, config: Config) -> None:
-        extension = spec.build(config)
-        running = _Running(spec.settings(config), extension)
-        self._running[spec.name] = running
-        for collector in extension.collectors:
+    async def _restore(self, old: dict[str, _Running]) -> None:
+        """Start the extensions of the running config again, after a failed reload."""
+        for name, previous in old.items():
+            try:
+                await self._start(previous)
+            except Exception as exc:
+                await self._stop(previous)
+                log.error(
+                    "extension of the running config cannot start again: it is stopped",
+                    extra={"extension": name, "error": f"{type(exc).__name__}: {exc}"},
+                )
+                continue
+            self._running[name] = previous
+
+    async def _start(self, running: _Running) -> None:
+        for collector in running.extension.collectors:
             self._registry.register(collector)
-        for service in extension.services:
+            running.registered.append(collector)
+        for service in running.extension.services:
             await service.start()
             running.started.append(service)
 
-    async def _stop_one(self, name: str) -> None:
-        running = self._running.pop(name, None)
-        if running is None:
-            return
+    async def _stop(self, running: _Running) -> None:
+        """Stop what ``running`` started and unregister its collectors; it can start again."""
         for service in reversed(running.started):
             try:
                 await service.stop()
@@ -135,5 +191,7 @@ class ExtensionHost:
                     "service failed to stop",
                     extra={"service": service.name, "error": f"{type(exc).__name__}: {exc}"},
                 )
-        for collector in running.extension.collectors:
+        running.started.clear()
+        for collector in running.registered:
             self._registry.unregister(collector)
+        running.registered.clear()

@@ -33,6 +33,7 @@ from exporters.postfix_logs.sources import (
     JournalRecord,
     JournalSource,
     Source,
+    StdinSource,
 )
 from monitor.config.logs import LogSource, LogsSection
 from monitor.logs import log_settings
@@ -120,6 +121,17 @@ class _Feed:
         return SourceStats(self.key, False, 0)
 
 
+def _carry_counters(previous: AnySource | None, source: AnySource) -> None:
+    """A source started again (after a failed reload) counts on from where it stopped."""
+    match previous, source:
+        case FileFollower(), FileFollower():
+            source.counters = previous.counters
+        case JournalSource(), JournalSource():
+            source.counters = previous.counters
+        case StdinSource(), StdinSource():
+            source.counters = previous.counters
+
+
 class LogFollowing:
     """The ``logs`` extension's service: the aggregator, its sources and their tasks."""
 
@@ -147,9 +159,11 @@ class LogFollowing:
     async def start(self) -> None:
         self._store = await StateStore.open(self._state_dir)
         positions = LogPositions(self._store)
-        for feed in self._feeds:
+        for feed in self._feeds:  # again after a stop, when a failed reload restarts it
             source = build_source(feed.config, positions)
+            _carry_counters(feed.source, source)
             feed.source = source
+            feed.waiting = False
             if isinstance(source, JournalSource):
                 feed.task = asyncio.create_task(
                     self._follow(feed, source, self._count_records), name=f"logs:{feed.key}"
