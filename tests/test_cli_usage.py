@@ -151,7 +151,7 @@ def test_a_section_without_checks_is_said_to_be_unused(tmp_path: Path) -> None:
     only = mailprobe("run", "--config", str(smtp_config(config)), "--only", kind.value)
     assert only.returncode == 3
     assert f"--only {kind}: there are no {kind} checks yet" in only.stderr
-    assert kind.value in mailprobe("run", "--help").stdout.split("no checks yet")[0]
+    assert kind.value in mailprobe("run", "--help").stdout.split("no checks)")[0]
 
 
 def test_only_logs_says_which_commands_use_the_section(tmp_path: Path) -> None:
@@ -174,6 +174,9 @@ def test_a_kind_with_a_builder_counts_as_used(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setitem(checks.BUILDERS, Kind.CANARY, build)
     monkeypatch.setitem(checks.BUILDERS, Kind.DMARC, build)
     assert checks.unchecked_sections(config) == []
+    monkeypatch.delitem(checks.BUILDERS, Kind.DMARC)
+    assert checks.unchecked_sections(config, only=[Kind.SMTP]) == []
+    assert len(checks.unchecked_sections(config, only=[Kind.DMARC])) == 1
     assert Kind.CANARY in checks.checked_kinds()
 
 

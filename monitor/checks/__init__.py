@@ -42,14 +42,16 @@ def no_checks_reason(kind: Kind) -> str:
     return f"there are no {kind} checks yet: the {kind} section is not used yet"
 
 
-def unchecked_sections(config: Config) -> list[str]:
-    """A line for each section the config sets that no check and no command uses yet."""
+def unchecked_sections(config: Config, only: Sequence[Kind] | None = None) -> list[str]:
+    """A line for each section the config sets that no check and no command uses yet
+    (among the kinds ``only`` names, if given)."""
     return [
         f"{kind}: section not used yet; mailprobe has no {kind} checks, so it has no effect"
         for kind in Kind
         if kind not in BUILDERS
         and kind not in USED_WITHOUT_CHECKS
         and kind.value in config.model_fields_set
+        and (not only or kind in only)
     ]
 
 

@@ -41,7 +41,7 @@ def register(subparsers: Any) -> None:
         type=_kinds,
         help="comma-separated kinds to run: "
         + ",".join(k.value for k in checked_kinds())
-        + (f" ({', '.join(unchecked)}: no checks yet)" if unchecked else ""),
+        + (f" ({', '.join(unchecked)}: no checks)" if unchecked else ""),
     )
     parser.add_argument("--target", metavar="NAME", help="run only checks of this target")
     parser.add_argument("--format", choices=["text", "json"], default="text")
@@ -71,7 +71,7 @@ def _run(args: argparse.Namespace) -> int:
     config = load_or_report(args)
     if config is None:
         return EXIT_CANNOT_RUN
-    for note in unchecked_sections(config):
+    for note in unchecked_sections(config, args.only):
         print(f"mailprobe: {note}", file=sys.stderr)
     for kind in args.only or ():
         if kind not in BUILDERS:
