@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
+import struct
 import subprocess
 import sys
 import threading
@@ -295,3 +296,149 @@ class ServeProcess:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def self_signed(directory: Path, name: str = "localhost") -> tuple[Path, Path]:
+    """A certificate signed by its own key (no CA at all), as PEM cert and key files."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    cert_file, key_file = directory / "self-signed.pem", directory / "self-signed.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_file, key_file
+
+
+class HostileSmtpServer(LoopbackServer):
+    """One way an SMTP server (or what sits on its port) can misbehave, by name.
+
+    ``HOSTILE`` lists the behaviours; ``context`` is the server-side TLS context the
+    TLS behaviours hand out after STARTTLS.  Every behaviour is bounded: the infinite
+    ones stop when the client goes away.
+    """
+
+    HOSTILE = (
+        "never-answers",
+        "banner-then-silence",
+        "421-at-banner",
+        "megabyte-reply",
+        "no-crlf-forever",
+        "stalled-tls-handshake",
+        "garbage-after-starttls",
+        "reset-after-220",
+        "starttls-refused-454",
+        "tls-1.0-only",
+        "self-signed",
+        "byte-a-second",
+        "non-smtp-banner",
+    )
+
+    def __init__(self, behaviour: str, context: ssl.SSLContext | None = None) -> None:
+        super().__init__()
+        assert behaviour in self.HOSTILE, behaviour
+        self.behaviour = behaviour
+        self.context = context
+
+    async def _ehlo(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readline()
+        writer.write(b"250-hostile.test\r\n250-PIPELINING\r\n250 STARTTLS\r\n")
+        await writer.drain()
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        b = self.behaviour
+        if b == "never-answers":
+            await reader.read()
+            return
+        if b == "421-at-banner":
+            writer.write(b"421 4.3.2 hostile.test Service not available, closing\r\n")
+            await writer.drain()
+            return
+        if b == "non-smtp-banner":
+            writer.write(b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n")
+            await writer.drain()
+            await reader.read()
+            return
+        if b == "no-crlf-forever":
+            writer.write(b"220 ")
+            while True:
+                writer.write(b"x" * 4096)
+                await writer.drain()
+        if b == "byte-a-second":
+            for byte in b"220 slow.test ESMTP\r\n":
+                writer.write(bytes([byte]))
+                await writer.drain()
+                await asyncio.sleep(1)
+            await reader.read()
+            return
+        writer.write(b"220 hostile.test ESMTP\r\n")
+        await writer.drain()
+        if b == "banner-then-silence":
+            await reader.read()
+            return
+        if b == "reset-after-220":
+            await reader.readline()  # EHLO, so the reset lands in one known phase
+            sock = writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            writer.transport.abort()
+            return
+        if b == "megabyte-reply":
+            await reader.readline()
+            line = b"250-" + b"x" * 996 + b"\r\n"
+            for _ in range(1024):
+                writer.write(line)
+                await writer.drain()
+            writer.write(b"250 end\r\n")
+            await writer.drain()
+            await reader.read()
+            return
+        await self._ehlo(reader, writer)
+        await reader.readline()  # STARTTLS
+        if b == "starttls-refused-454":
+            writer.write(b"454 4.7.0 TLS not available due to local problem\r\n")
+            await writer.drain()
+            await reader.read()
+            return
+        writer.write(b"220 2.0.0 Ready to start TLS\r\n")
+        await writer.drain()
+        if b == "stalled-tls-handshake":
+            await reader.read()
+            return
+        if b == "garbage-after-starttls":
+            writer.write(b"this is not a TLS record, just text\r\n" * 4)
+            await writer.drain()
+            await reader.read()
+            return
+        assert self.context is not None, b
+        await writer.start_tls(self.context)
+        while line := await reader.readline():
+            if line.upper().startswith(b"QUIT"):
+                writer.write(b"221 2.0.0 Bye\r\n")
+                await writer.drain()
+                return
+            writer.write(b"250-hostile.test\r\n250 PIPELINING\r\n")
+            await writer.drain()

@@ -41,7 +41,13 @@ from exporters.smtp.session import (
     open_session,
     quit_session,
 )
-from exporters.smtp.tlsfacts import PkixState, TlsFacts, pkix_verdict, trust_store
+from exporters.smtp.tlsfacts import (
+    PkixState,
+    TlsFacts,
+    legacy_context,
+    pkix_verdict,
+    trust_store,
+)
 from exporters.smtp.transcript import Transcript
 
 MAX_ADDRESSES = 8
@@ -248,7 +254,16 @@ async def _probe_endpoint(
         hint = ""
         if exc.timed_out and resolver is not None:
             hint = await _resolver_unreachable_hint(resolver)
-        result.worse(Status.FAIL, exc.reason + hint)
+        reason = exc.reason
+        if exc.handshake:
+            old = await _legacy_version(endpoint)
+            if old is not None:
+                reason = (
+                    f"{exc.phase}: TLS handshake with {endpoint.where} failed: no common TLS "
+                    f"version: the server offers only {old} (TLS 1.2 or newer is needed)"
+                )
+                facts["tls_version"] = old
+        result.worse(Status.FAIL, reason + hint)
         if lookup is not None:
             facts["dane"] = (
                 lookup.state.value
@@ -278,6 +293,18 @@ async def _probe_endpoint(
         facts["quit_seconds"] = session.timings["quit"]
     if session.tls is not None:
         _judge_tls(endpoint, settings, lookup, session.tls, result)
+
+
+async def _legacy_version(endpoint: SmtpEndpoint) -> str | None:
+    """After a failed handshake: does the server complete one with TLS 1.0 or 1.1?"""
+    try:
+        session = await open_session(endpoint, tls_context=legacy_context())
+    except PhaseFailure:
+        return None
+    names = {"TLSv1": "TLS 1.0", "TLSv1.1": "TLS 1.1"}
+    version = names.get(session.tls.version, session.tls.version) if session.tls else None
+    await session.close()
+    return version
 
 
 def _judge_tls(

@@ -66,6 +66,9 @@ class PhaseFailure(Exception):
         self.phase = phase
         self.reason = reason
         self.timed_out = timed_out
+        self.handshake = False
+        """True when the TLS handshake itself broke (not a timeout): worth asking
+        which versions the server does speak."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +86,8 @@ class SmtpSession:
     writer: asyncio.StreamWriter
     phase: Phase
     transcript: Transcript
+    tls_context: ssl.SSLContext | None = None
+    """The client context for the handshake; None: :func:`client_context`."""
     timings: dict[str, float] = field(default_factory=dict)
     banner: Reply | None = None
     ehlo: EhloInfo | None = None
@@ -204,7 +209,10 @@ def _server_hostname(endpoint: SmtpEndpoint) -> str | None:
 
 
 async def open_session(
-    endpoint: SmtpEndpoint, phase: Phase | None = None, transcript: Transcript | None = None
+    endpoint: SmtpEndpoint,
+    phase: Phase | None = None,
+    transcript: Transcript | None = None,
+    tls_context: ssl.SSLContext | None = None,
 ) -> SmtpSession:
     """Connect and talk up to a secured EHLO; raise :class:`PhaseFailure` on any failure.
 
@@ -227,7 +235,7 @@ async def open_session(
         ) from None
     except OSError as exc:
         raise PhaseFailure("connect", f"connect: {endpoint.where}: {_os_words(exc)}") from None
-    session = SmtpSession(endpoint, reader, writer, phase, transcript)
+    session = SmtpSession(endpoint, reader, writer, phase, transcript, tls_context)
     session.timings["connect"] = time.monotonic() - mark
     try:
         await _talk(session)
@@ -296,11 +304,25 @@ def _ehlo_info(reply: Reply) -> EhloInfo:
 async def _handshake(session: SmtpSession, phase: str, started: float | None = None) -> None:
     session.phase.enter(phase)
     mark = started if started is not None else time.monotonic()
-    session.transcript.note("TLS handshake")
-    async with session._bounded(phase):
-        await session.writer.start_tls(
-            client_context(), server_hostname=_server_hostname(session.endpoint)
+    early = _buffered(session.reader)
+    if early:
+        # RFC 3207 5: nothing may come between the 220 and the handshake; bytes that did
+        # were sent in plaintext and would be read as if protected (CVE-2011-0411 class).
+        raise PhaseFailure(
+            phase,
+            f"{phase}: {session.endpoint.where} sent data after its 220 reply to STARTTLS, "
+            f"before the TLS handshake ({excerpt(early)})",
         )
+    session.transcript.note("TLS handshake")
+    try:
+        async with session._bounded(phase):
+            await session.writer.start_tls(
+                session.tls_context or client_context(),
+                server_hostname=_server_hostname(session.endpoint),
+            )
+    except PhaseFailure as exc:
+        exc.handshake = not exc.timed_out
+        raise
     session.timings[phase] = time.monotonic() - mark
     ssl_object = session.writer.get_extra_info("ssl_object")
     if not isinstance(ssl_object, ssl.SSLObject):
@@ -310,6 +332,13 @@ async def _handshake(session: SmtpSession, phase: str, started: float | None = N
     except ValueError as exc:
         raise PhaseFailure(phase, f"{phase}: {session.endpoint.where}: {exc}") from None
     session.transcript.note(f"{session.tls.version} {session.tls.cipher}")
+
+
+def _buffered(reader: asyncio.StreamReader) -> bytes:
+    """Bytes already read from the socket but not consumed (StreamReader keeps them in
+    ``_buffer``; there is no public accessor)."""
+    buffer = getattr(reader, "_buffer", b"")
+    return bytes(buffer[:40]) if isinstance(buffer, bytes | bytearray) else b""
 
 
 async def quit_session(session: SmtpSession) -> None:

@@ -40,6 +40,18 @@ def client_context() -> ssl.SSLContext:
     return context
 
 
+def legacy_context() -> ssl.SSLContext:
+    """TLS 1.0 and 1.1 only, every cipher: to learn what a server that fails a modern
+    handshake does speak. Never used for a verdict on a working server."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.minimum_version = ssl.TLSVersion.TLSv1
+    context.maximum_version = ssl.TLSVersion.TLSv1_1
+    context.set_ciphers("ALL:@SECLEVEL=0")
+    return context
+
+
 def served_chain(ssl_object: ssl.SSLObject) -> tuple[bytes, ...]:
     """The chain the server sent, leaf first, as DER.
 
