@@ -23,8 +23,8 @@ BUILDERS: dict[Kind, Builder] = {
 here has no checks: ``run``, ``serve`` and ``config check`` say so (unchecked_sections)."""
 
 USED_WITHOUT_CHECKS: dict[Kind, str] = {
-    Kind.LOGS: "`mailprobe serve` follows these logs (metrics) and `mailprobe logs` reports"
-    " on them",
+    Kind.LOGS: "`mailprobe serve` follows the logs it names for metrics, and `mailprobe logs`"
+    " reports on them",
 }
 """Kinds that have no checks but whose section other commands use, and how."""
 
@@ -38,20 +38,18 @@ def no_checks_reason(kind: Kind) -> str:
     """Why ``run`` has nothing for ``kind``: a sentence for the user."""
     use = USED_WITHOUT_CHECKS.get(kind)
     if use is not None:
-        return f"there are no {kind} checks: the {kind} section is for other commands ({use})"
+        return f"there are no {kind} checks; the {kind} section is for other commands: {use}"
     return f"there are no {kind} checks yet: the {kind} section is not used yet"
 
 
-def unchecked_sections(config: Config, only: Sequence[Kind] | None = None) -> list[str]:
-    """A line for each section the config sets that no check and no command uses yet
-    (among the kinds ``only`` names, if given)."""
+def unchecked_sections(config: Config) -> list[str]:
+    """A line for each section the config sets that no check and no command uses yet."""
     return [
         f"{kind}: section not used yet; mailprobe has no {kind} checks, so it has no effect"
         for kind in Kind
         if kind not in BUILDERS
         and kind not in USED_WITHOUT_CHECKS
         and kind.value in config.model_fields_set
-        and (not only or kind in only)
     ]
 
 

@@ -71,11 +71,13 @@ def _run(args: argparse.Namespace) -> int:
     config = load_or_report(args)
     if config is None:
         return EXIT_CANNOT_RUN
-    for note in unchecked_sections(config, args.only):
-        print(f"mailprobe: {note}", file=sys.stderr)
-    for kind in args.only or ():
-        if kind not in BUILDERS:
-            print(f"mailprobe: --only {kind}: {no_checks_reason(kind)}", file=sys.stderr)
+    if args.only:
+        for kind in args.only:
+            if kind not in BUILDERS:
+                print(f"mailprobe: --only {kind}: {no_checks_reason(kind)}", file=sys.stderr)
+    else:
+        for note in unchecked_sections(config):
+            print(f"mailprobe: {note}", file=sys.stderr)
     checks = build_checks(config, only=args.only, target=args.target)
     if not checks:
         print("mailprobe: no checks match the config and filters", file=sys.stderr)
