@@ -65,9 +65,14 @@ REASON = (
 
 
 def require(*parts: str) -> Path:
-    """``ROOT/parts``; skips the running test (with the reason) when there is no ROOT."""
+    """``ROOT/parts``; skips the running test (with the reason) when there is no ROOT.
+
+    The reason names the test: pytest's summary groups skips by where skip() was called
+    (here) and by reason, and should still list every test that did not run.
+    """
     if ROOT is None:
-        pytest.skip(REASON)
+        test = os.environ.get("PYTEST_CURRENT_TEST", "").rsplit(" (", 1)[0]
+        pytest.skip(f"{test}: {REASON}" if test else REASON)
     if not ROOT.is_dir():
         pytest.fail(f"${ENV} names {ROOT}, which is not a folder", pytrace=False)
     path = ROOT.joinpath(*parts)
