@@ -174,8 +174,13 @@ def from_message(raw: bytes, limits: Limits) -> Payload:
 
 
 def _inside_feedback(message: Message, part: Message) -> bool:
-    """Attachments of an ARF report (its sample) are not reports themselves."""
-    return message.get_content_type() == "multipart/report" and part is not message
+    """Attachments of an ARF report (its sample) are not reports themselves; those of a
+    TLS-RPT ``multipart/report`` (report-type tlsrpt) are."""
+    return (
+        message.get_content_type() == "multipart/report"
+        and str(message.get_param("report-type", "")).lower() == "feedback-report"
+        and part is not message
+    )
 
 
 def _is_text_failure_report(message: Message) -> bool:

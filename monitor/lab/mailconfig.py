@@ -92,7 +92,15 @@ def config_data(lab: Lab) -> dict[str, Any]:
                 },
             ],
         },
-        "dmarc": {"domains": [lab.domain], "mailbox": mailbox("dmarc")},
+        "dmarc": {
+            "domains": [lab.domain],
+            "mailbox": mailbox("dmarc"),
+            # The fleet's own senders: mail from them failing DMARC is our fault.
+            "sources": [
+                {"name": key, "networks": [f"{h[key].address}/32"]}
+                for key in ("mx", "srs", "submit")
+            ],
+        },
     }
 
 
