@@ -36,7 +36,7 @@ IDLE_MAX_SECONDS = 25 * 60.0
 
 
 class ImapError(Exception):
-    """An IMAP step failed. ``phase`` is one of connect, tls, login, list, select,
+    """An IMAP step failed. ``phase`` is one of connect, tls, login, list, create, select,
     search, fetch, idle, noop, store, move, expunge, status, logout."""
 
     def __init__(self, phase: str, reason: str) -> None:
@@ -135,6 +135,7 @@ class _Client(aioimaplib.IMAP4):  # type: ignore[misc]
 _LIST_RE = re.compile(
     rb'^(?:LIST )?\((?P<flags>[^)]*)\) (?:"(?:[^"\\]|\\.)*"|NIL) (?P<name>.+)$', re.I
 )
+_DELIMITER_RE = re.compile(rb'^(?:LIST )?\([^)]*\) "((?:[^"\\]|\\.))"', re.I)
 _EXISTS_RE = re.compile(rb"^(\d+) EXISTS$")
 _CODE_RE = re.compile(rb"\[(UIDVALIDITY|UIDNEXT) (\d+)\]")
 _FETCH_START = re.compile(rb"^\d+ FETCH \(")
@@ -346,6 +347,26 @@ class ImapSession:
                 flags = frozenset(f.decode().lower() for f in match["flags"].split())
                 folders.append(Folder(_unquote(match["name"]), flags))
         return folders
+
+    async def delimiter(self) -> str:
+        """The hierarchy delimiter of the personal namespace (``LIST "" ""``), '/' if none."""
+        response = await self._run("list", self._client.protocol.simple_command("LIST", '""', '""'))
+        self._expect_ok("list", response, "LIST")
+        for line in response.lines:
+            if isinstance(line, bytes):
+                match = _DELIMITER_RE.match(line)
+                if match:
+                    return match.group(1).decode()
+        return "/"
+
+    async def create(self, folder: str) -> None:
+        """CREATE ``folder`` unless it exists (a folder is never created twice)."""
+        if folder in {f.name for f in await self.list_folders()}:
+            return
+        response = await self._run(
+            "create", self._client.protocol.simple_command("CREATE", _quote(folder))
+        )
+        self._expect_ok("create", response, f"CREATE {folder}")
 
     async def special_use(self, use: str) -> str | None:
         """The folder flagged ``use`` (e.g. ``\\Junk``, RFC 6154), or None."""

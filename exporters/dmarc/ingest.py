@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from exporters.dmarc.errors import Reason
-from exporters.dmarc.model import AggregateReport, FeedbackReport, Report, TlsReport
+from exporters.dmarc.model import AggregateReport, FeedbackReport, Report, TlsReport, kind_of
 from exporters.dmarc.pool import ParsePool
 from exporters.dmarc.store import Entry, ItemOutcome, ReportStore
 
@@ -39,6 +39,9 @@ class Ingested:
     report: Report | None = None
     reason: Reason | None = None
     detail: str = ""
+    kind: str = ""
+    """What the item was: a report kind (aggregate, tls, feedback), ``invalid`` or
+    ``other_domain``; also for an item seen before (where a mailbox files it)."""
 
 
 Listener = Callable[[Ingested], None]
@@ -60,8 +63,9 @@ class Ingestor:
 
     async def ingest(self, item: Item) -> Ingested:
         sha = hashlib.sha256(item.data).hexdigest()
-        if await self._store.seen(sha):
-            return Ingested(item.origin, ItemOutcome.SEEN)
+        earlier = await self._store.seen(sha)
+        if earlier is not None:
+            return Ingested(item.origin, ItemOutcome.SEEN, kind=earlier)
         entry = Entry(sha, item.origin, time.time())
         if item.refusal is not None:
             entry = replace(entry, reason=item.refusal[0], detail=item.refusal[1])
@@ -72,7 +76,8 @@ class Ingestor:
             else:
                 entry = self._judge(entry, analysis.report, analysis.report_sha256, item)
         outcome = await self._store.record(entry)
-        result = Ingested(item.origin, outcome, entry.report, entry.reason, entry.detail)
+        kind = kind_of(entry.report).value if entry.report is not None else outcome.value
+        result = Ingested(item.origin, outcome, entry.report, entry.reason, entry.detail, kind)
         if outcome is ItemOutcome.INVALID:
             log.warning(
                 "report refused",

@@ -45,7 +45,10 @@ class Entry:
 
 
 class ReportStore(Protocol):
-    async def seen(self, item_sha256: str) -> bool: ...
+    async def seen(self, item_sha256: str) -> str | None:
+        """None for an item never processed, else what it was: a report kind
+        (aggregate, tls, feedback), ``invalid`` or ``other_domain``."""
+        ...
 
     async def record(self, entry: Entry) -> ItemOutcome:
         """Store ``entry`` in one transaction; say whether it was new, a duplicate, ..."""

@@ -46,11 +46,23 @@ class Spoofing(Strict):
     """`spoofing` fails when foreign DMARC failures are this share of all messages or more."""
 
 
+class DmarcFolders(Strict):
+    inbox: str = "INBOX"
+    """Folder the reports arrive in."""
+    archive: str = "Archive"
+    """Processed reports go to its subfolders Aggregate, TLS, Feedback and Other (valid
+    reports about other domains); nothing is ever deleted."""
+    invalid: str = "Invalid"
+    """Refused items go here."""
+
+
 class DmarcSection(Strict):
     domains: list[str] = Field(default_factory=list)
     """Our domains; reports about any other domain are counted and set aside."""
     mailbox: ImapMailbox | None = None
     """IMAP mailbox the reports arrive in (the `rua`/`ruf` address); `serve` reads it."""
+    folders: DmarcFolders = DmarcFolders()
+    """Folders of `mailbox`."""
     paths: list[ConfigPath] = Field(default_factory=list)
     """Folders `serve` watches for report files (xml, xml.gz, zip, json, eml, mbox)."""
     schedule: Schedule = Schedule()

@@ -1,4 +1,4 @@
-"""Ingesting reports inside ``mailprobe serve``: the watched folders (and the mailbox),
+"""Ingesting reports inside ``mailprobe serve``: the watched folders and the mailbox,
 through the same ingestor as ``mailprobe dmarc import``, counted by the DMARC collector.
 
 On start the collector is rebuilt from the state file before anything new is read, so
@@ -20,6 +20,7 @@ from exporters.dmarc.store import rows_of
 from monitor.checks.dmarc import classifier_of
 from monitor.config import Config
 from monitor.dmarc.ingestion import build_ingestor, limits_of
+from monitor.dmarc.mailbox import MailboxReader
 from monitor.metrics.dmarc import DmarcCollector
 from monitor.state import StateStore
 from monitor.state.dmarc_reports import DmarcReports
@@ -54,6 +55,14 @@ class DmarcIngestion:
         self._ingestor = ingestor
         if config.dmarc.paths:
             self._tasks.append(asyncio.create_task(self._watch_paths(ingestor)))
+        if config.dmarc.mailbox is not None:
+            reader = MailboxReader(
+                config.dmarc,
+                ingestor,
+                polled=lambda: self.collector.polled("mailbox"),
+                failed=lambda phase: self.collector.failed("mailbox", phase),
+            )
+            self._tasks.append(asyncio.create_task(reader.run()))
 
     def _count(self, result: Ingested) -> None:
         rows = rows_of(result.report) if result.report is not None else None

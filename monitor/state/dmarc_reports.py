@@ -33,12 +33,16 @@ class DmarcReports:
     def __init__(self, store: StateStore) -> None:
         self._store = store
 
-    async def seen(self, item_sha256: str) -> bool:
-        def read(conn: sqlite3.Connection) -> bool:
+    async def seen(self, item_sha256: str) -> str | None:
+        def read(conn: sqlite3.Connection) -> str | None:
             row = conn.execute(
-                "SELECT 1 FROM dmarc_items WHERE sha256 = ?", (item_sha256,)
+                "SELECT i.outcome, p.kind FROM dmarc_items i"
+                " LEFT JOIN dmarc_reports p ON p.id = i.report WHERE i.sha256 = ?",
+                (item_sha256,),
             ).fetchone()
-            return row is not None
+            if row is None:
+                return None
+            return str(row[1]) if row[1] is not None else str(row[0])
 
         return await self._store.run(read)
 
