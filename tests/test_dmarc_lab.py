@@ -197,3 +197,26 @@ def test_reports_mailed_to_the_lab_reach_metrics_checks_and_the_readiness_report
     folders = _folder_counts(lab)
     assert folders["INBOX"] == 0, folders
     assert folders["Archive/Aggregate"] >= 3 and folders["Archive/TLS"] >= 2, folders
+
+
+async def test_imap_create_is_idempotent_and_the_delimiter_is_dovecots(lab: Lab) -> None:
+    from exporters.imap import ImapEndpoint, ImapSession
+
+    creds = lab.credentials("dmarc")
+    endpoint = ImapEndpoint(
+        lab.hosts["imap"].address,
+        993,
+        username=creds.username,
+        password=creds.password(),
+        ca_file=lab.ca_file,
+        timeout=10,
+    )
+    session = await ImapSession.open(endpoint)
+    try:
+        assert await session.delimiter() == "/"  # the lab's namespace inbox separator
+        folder = f"Test/{unique('create')}"
+        await session.create(folder)
+        await session.create(folder)
+        assert folder in {f.name for f in await session.list_folders()}
+    finally:
+        await session.close()
