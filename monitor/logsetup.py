@@ -43,7 +43,8 @@ class LogfmtFormatter(logging.Formatter):
 class RepeatLimiter(logging.Filter):
     """Passes at most ``burst`` copies of one line per ``window`` seconds.
 
-    A line is its logger, level, message and fields.  The first copy let through after
+    A line is its logger, level, message and fields, or what the record's ``_repeat_key``
+    says (lines that differ only in what a client sent).  The first copy let through after
     some were held back carries ``repeats_suppressed=N``.  Memory is bounded: beyond
     ``max_lines`` distinct lines the least recently seen is forgotten.
     """
@@ -62,7 +63,12 @@ class RepeatLimiter(logging.Filter):
             for key, value in record.__dict__.items()
             if key not in _RESERVED and not key.startswith("_")
         )
-        key = (record.name, record.levelno, record.getMessage(), fields)
+        key = getattr(record, "_repeat_key", None) or (
+            record.name,
+            record.levelno,
+            record.getMessage(),
+            fields,
+        )
         now = time.monotonic()
         state = self._seen.get(key)
         if state is None or now - state[0] >= self.window:

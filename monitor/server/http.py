@@ -11,6 +11,7 @@ import ssl
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web, web_response
+from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
 
@@ -98,6 +99,29 @@ def _accepts_gzip(request: web.Request) -> bool:
     return False
 
 
+class _ClientErrors(logging.Filter):
+    """aiohttp logs a request its parser refuses (a scanner, TLS on the plain port,
+    garbage) at error level with a traceback of its parser, quoting the bytes it got.
+    That is the client's fault, not serve's: say so in one info line naming the kind of
+    error, and let the repeat limiter count such lines by kind, whatever the bytes or
+    the client's address.  Errors of serve's own handlers keep their traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, HttpProcessingError):
+            kind = type(error).__name__
+            record.msg, record.args = "refused a malformed HTTP request", ()
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.exc_info = record.exc_text = None
+            record.error = kind
+            record._repeat_key = (record.name, "malformed request", kind)
+        return True
+
+
+_aiohttp_log = logging.getLogger(__name__ + ".aiohttp")
+_aiohttp_log.addFilter(_ClientErrors())
+
+
 class HttpServer:
     """Owns the aiohttp runner and the connection guard that listens and accepts for it.
 
@@ -107,7 +131,9 @@ class HttpServer:
     def __init__(self, app: web.Application, limits: ConnectionLimits) -> None:
         self.guard = ConnectionGuard(limits)
         app.middlewares.insert(0, self.guard.middleware)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, logger=_aiohttp_log
+        )
 
     async def start(self, host: str, port: int, ssl_context: ssl.SSLContext | None) -> None:
         await self._runner.setup()
