@@ -5,7 +5,9 @@ a message read back over IMAP and verified with dkimpy."""
 from __future__ import annotations
 
 import re
+import select
 import smtplib
+import socket
 import ssl
 import subprocess
 import urllib.request
@@ -159,6 +161,47 @@ def auth_transcript(lab: Lab) -> str:
         env={"PATH": "/usr/bin:/bin", "SWAKS_OPT_auth_password": creds.password()},
     )  # fmt: skip
     return done.stdout + done.stderr
+
+
+def ehlo_before_tls(lab: Lab) -> str:
+    """The EHLO reply of 587 before STARTTLS, as smtplib reads it."""
+    with smtplib.SMTP(lab.hosts["submit"].address, 587, timeout=15) as client:
+        client.ehlo("client.test")
+        return " ".join(sorted(client.esmtp_features))
+
+
+def tls10_handshake(lab: Lab) -> str:
+    """openssl s_client offering only TLS 1.0 (and its old suites) to the MX."""
+    done = subprocess.run(
+        ["openssl", "s_client", "-connect", f"{lab.hosts['mx'].address}:25", "-starttls",
+         "smtp", "-tls1", "-cipher", "DEFAULT:@SECLEVEL=0", "-brief"],
+        input="", capture_output=True, text=True, timeout=15,
+    )  # fmt: skip
+    return done.stdout + done.stderr
+
+
+def bare_lf_reply(lab: Lab) -> str:
+    """A message to the MX's sink whose body ends with <LF>.<LF>: the reply that follows
+    within 3 s ("early: ..."), or the reply to the proper <CR><LF>.<CR><LF> ("late: ...")."""
+    with socket.create_connection((lab.hosts["mx"].address, 25), timeout=15) as conn:
+        replies = conn.makefile("rb")
+
+        def reply() -> str:
+            lines = [replies.readline()]
+            while lines[-1][3:4] == b"-":
+                lines.append(replies.readline())
+            return lines[-1].decode().strip()
+
+        reply()
+        for line in ["EHLO client.test", "MAIL FROM:<>", f"RCPT TO:<sink@{lab.domain}>", "DATA"]:
+            conn.sendall(line.encode() + b"\r\n")
+            reply()
+        conn.sendall(b"Subject: bare LF\r\n\r\ntext\n.\n")
+        ready, _, _ = select.select([conn], [], [], 3)
+        if ready:
+            return "early: " + reply()
+        conn.sendall(b"\r\n.\r\n")
+        return "late: " + reply()
 
 
 # fault name -> (observation, is it broken?, is it healthy?)
@@ -321,6 +364,21 @@ def _observers() -> dict[str, Observer]:
                 ),
                 lambda pair: "127.0.0.2" in pair[0] and "blocked using bl.test" in pair[1],
                 lambda pair: "NXDOMAIN" in pair[0] and queued(pair[1]),
+            ),
+            F.SUBMISSION_AUTH_BEFORE_TLS: (
+                ehlo_before_tls,
+                _str(lambda features: "auth" in features.split()),
+                _str(lambda features: "auth" not in features.split() and "starttls" in features),
+            ),
+            F.MX_TLS10: (
+                tls10_handshake,
+                _str(lambda out: "Protocol version: TLSv1\n" in out),
+                _str(lambda out: "Protocol version" not in out and "alert" in out),
+            ),
+            F.MX_BARE_LF: (
+                bare_lf_reply,
+                _str(lambda reply: reply.startswith("early: 250 2.0.0 Ok: queued")),
+                _str(lambda reply: reply.startswith("late: 250 2.0.0 Ok: queued")),
             ),
         }
     )

@@ -10,13 +10,21 @@ from __future__ import annotations
 from functools import partial
 
 from exporters.dns.resolver import StubResolver
-from exporters.result import Check, Kind
+from exporters.result import Check, CheckFn, Kind
+from exporters.smtp.bare_lf import BareLfProbe, probe_bare_lf
 from exporters.smtp.mta_sts import MtaStsSettings, check_mta_sts
 from exporters.smtp.probe import ProbeSettings, probe_host, probe_mx_of
+from exporters.smtp.probe_client import ProbeEndpoint
+from exporters.smtp.security import (
+    RelayProbe,
+    probe_auth_before_tls,
+    probe_open_relay,
+    probe_plaintext_auth,
+)
 from exporters.smtp.session import Family
 from monitor.checks.dns import make_resolver
 from monitor.config import Config
-from monitor.config.smtp import SmtpProbeSettings
+from monitor.config.smtp import SmtpProbeSettings, SmtpTarget
 from monitor.state import StsPolicies
 
 PHASE_SHARE = 0.8
@@ -50,6 +58,8 @@ def resolver_of(config: Config) -> StubResolver | None:
 
 MTA_STS_INTERVAL = 3600.0
 """Policies change seldom and senders cache them for days: hourly is plenty."""
+SECURITY_INTERVAL = 3600.0
+"""Security probes look for configuration mistakes, which appear with changes: hourly."""
 
 
 def build(config: Config) -> list[Check]:
@@ -74,8 +84,49 @@ def build(config: Config) -> list[Check]:
                     timeout_seconds=timeout,
                 )
             )
+        checks.extend(_security_checks(config, target))
     checks.extend(_mta_sts_checks(config))
     return checks
+
+
+def _security_checks(config: Config, target: SmtpTarget) -> list[Check]:
+    security = target.security
+    if security is None:
+        return []
+    assert target.host is not None  # the config model requires it with `security`
+    timeout = security.schedule.timeout or config.defaults.timeout
+    endpoint = ProbeEndpoint(
+        host=target.host,
+        port=target.port,
+        tls=target.tls,
+        server_name=target.server_name,
+        ehlo_name=target.ehlo_name,
+        # Several steps share the deadline; the bare-LF probe also waits for late replies.
+        step_timeout=timeout / 2,
+        source_address=security.source_address,
+    )
+    probes: list[tuple[str, CheckFn]] = []
+    if security.auth_before_tls:
+        probes.append(("auth_before_tls", partial(probe_auth_before_tls, endpoint)))
+    if security.plaintext_auth:
+        probes.append(("plaintext_auth", partial(probe_plaintext_auth, endpoint)))
+    if security.open_relay is not None:
+        relay = RelayProbe(security.open_relay.mail_from, security.open_relay.rcpt_to)
+        probes.append(("open_relay", partial(probe_open_relay, endpoint, relay)))
+    if security.bare_lf is not None:
+        bare = BareLfProbe(security.bare_lf.sink, security.bare_lf.mail_from)
+        probes.append(("bare_lf", partial(probe_bare_lf, endpoint, bare)))
+    return [
+        Check(
+            kind=Kind.SMTP,
+            name=name,
+            target=target.name,
+            run=run,
+            interval_seconds=security.schedule.interval or SECURITY_INTERVAL,
+            timeout_seconds=timeout,
+        )
+        for name, run in probes
+    ]
 
 
 def _mta_sts_checks(config: Config) -> list[Check]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Literal, Self
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from monitor.config.base import ConfigPath, Port, PositiveSeconds, Schedule, Strict
 
@@ -59,6 +59,67 @@ class SmtpProbeSettings(Strict):
     record with selector 1 would match it. Only its public half is read."""
 
 
+def _mailbox(value: str) -> str:
+    local, at, domain = value.rpartition("@")
+    if not at or not local or "." not in domain or any(c in value for c in "<> \t\r\n"):
+        raise ValueError(f"{value!r} is not an address like user@example.org")
+    return value
+
+
+class RelayProbeConfig(Strict):
+    mail_from: str = "relay-probe@mailprobe.invalid"
+    """Sender the outside client gives in MAIL FROM."""
+    rcpt_to: str = "relay-probe@relay-test.invalid"
+    """Recipient in a foreign domain; RCPT TO it must be refused. RSET follows, never DATA."""
+
+    @field_validator("mail_from", "rcpt_to")
+    @classmethod
+    def _addresses(cls, value: str) -> str:
+        return _mailbox(value)
+
+
+class BareLfConfig(Strict):
+    sink: str
+    """Recipient that accepts and discards mail: the only address the probe writes to."""
+    mail_from: str = ""
+    """Envelope sender; empty is the null sender (no bounce can go anywhere)."""
+
+    @field_validator("sink")
+    @classmethod
+    def _sink(cls, value: str) -> str:
+        return _mailbox(value)
+
+    @field_validator("mail_from")
+    @classmethod
+    def _sender(cls, value: str) -> str:
+        return value if value == "" else _mailbox(value)
+
+
+class SecurityConfig(Strict):
+    auth_before_tls: bool = False
+    """Fail when the EHLO reply before STARTTLS lists AUTH (not for implicit TLS)."""
+    plaintext_auth: bool = False
+    """Fail when AUTH PLAIN before STARTTLS is not refused; no credential is sent."""
+    open_relay: RelayProbeConfig | None = None
+    """Fail when RCPT TO a foreign domain is accepted from this client; `{}` for defaults."""
+    bare_lf: BareLfConfig | None = None
+    """Fail when a bare <LF>.<LF> ends DATA (SMTP smuggling); writes one message to `sink`."""
+    source_address: str | None = None
+    """Local address the probes connect from, so the server sees an outside client."""
+    schedule: Schedule = Schedule()
+    """Interval and timeout of these probes; unset interval: one hour."""
+
+    @field_validator("source_address")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return str(ipaddress.ip_address(value))
+        except ValueError:
+            raise ValueError(f"{value!r} is not an IPv4 or IPv6 address") from None
+
+
 class SmtpTarget(SmtpProbeSettings):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
     """Label value naming this endpoint in results and metrics."""
@@ -73,6 +134,21 @@ class SmtpTarget(SmtpProbeSettings):
     for a host name or `mx_of`, the address's own family for an IP literal."""
     schedule: Schedule = Schedule()
     """Interval and timeout of this endpoint's checks."""
+    security: SecurityConfig | None = None
+    """Opt-in security probes (AUTH before TLS, open relay, bare <LF>): see docs/smtp.md."""
+
+    @model_validator(mode="after")
+    def _security_probes(self) -> Self:
+        if self.security is None:
+            return self
+        if self.host is None:
+            raise ValueError("security: the probes need 'host' (one server), not 'mx_of'")
+        auth = self.security.auth_before_tls or self.security.plaintext_auth
+        if auth and self.tls == "implicit":
+            raise ValueError(
+                "security: AUTH probes need a phase before TLS; this target uses implicit TLS"
+            )
+        return self
 
     @model_validator(mode="after")
     def _one_host(self) -> Self:

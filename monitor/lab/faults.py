@@ -61,6 +61,9 @@ WORLD_JUNKS = "world-files-into-junk"
 WORLD_DEFERS = "world-defers-all"
 OPEN_RELAY = "mx-open-relay"
 DNSBL_LISTED = "srs-listed-on-dnsbl"
+SUBMISSION_AUTH_BEFORE_TLS = "submission-auth-before-tls"
+MX_TLS10 = "mx-tls10-accepted"
+MX_BARE_LF = "mx-bare-lf-accepted"
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,6 +231,27 @@ FAULTS: tuple[Fault, ...] = (
         "554 5.7.1 blocked using bl.test",
         # smtpd caches DNSBL answers per process: the world's Postfix reloads to see it.
         reload=(*_DNS, POSTFIX_WORLD),
+    ),
+    Fault(
+        SUBMISSION_AUTH_BEFORE_TLS,
+        "port 587 makes TLS optional and offers AUTH PLAIN/LOGIN before STARTTLS",
+        "smtp check auth_before_tls on submit:587: EHLO lists AUTH before STARTTLS; "
+        "plaintext_auth: AUTH PLAIN answered 334 in the clear (passwords readable on the wire)",
+        reload=(POSTFIX_SUBMISSION,),
+    ),
+    Fault(
+        MX_TLS10,
+        "the MX accepts TLS 1.0 and 1.1 and their CBC-SHA1 suites (Postfix's defaults)",
+        "smtp check tls_quality on mx:25: TLS 1.0 and 1.1 accepted; cipher suites NCSC-NL "
+        "rates insufficient (e.g. ECDHE-ECDSA-AES128-SHA)",
+        reload=(POSTFIX_MX,),
+    ),
+    Fault(
+        MX_BARE_LF,
+        "the MX ends DATA at <LF>.<LF> (smtpd_forbid_bare_newline = no): SMTP smuggling, "
+        "CVE-2023-51764",
+        "smtp check bare_lf on mx:25: the server ended DATA at a bare <LF>.<LF>",
+        reload=(POSTFIX_MX,),
     ),
 )
 

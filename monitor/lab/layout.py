@@ -8,6 +8,8 @@ from pathlib import Path
 POSTFIX_INSTANCES = ("mx", "srs", "submission", "world")
 USERS = ("alice", "canary", "dmarc")
 """alice: submission login; canary: the world mailbox; dmarc: the report mailbox."""
+SINK_USER = "sink"
+"""``sink@<domain>`` on the MX accepts mail and discards it (the bare-LF probe's sink)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 
 from monitor.lab.lab import Lab
-from monitor.lab.layout import POSTFIX_INSTANCES
+from monitor.lab.layout import POSTFIX_INSTANCES, SINK_USER
 from monitor.lab.zones import DKIM_SELECTOR, DNSBL_ZONE
 
 
@@ -27,7 +27,7 @@ def config_data(lab: Lab) -> dict[str, Any]:
             "ca_file": ca,
         }
 
-    def target(name: str, host: str, port: int, tls: str) -> dict[str, Any]:
+    def target(name: str, host: str, port: int, tls: str, **extra: Any) -> dict[str, Any]:
         return {
             "name": name,
             "host": h[host].address,
@@ -37,7 +37,11 @@ def config_data(lab: Lab) -> dict[str, Any]:
             "ehlo_name": "mailprobe.lab.invalid",
             "banner_host": h[host].name,
             "dane": "required",
+            **extra,
         }
+
+    # The probes connect from the world's client address: an outside client for the fleet.
+    outside = h["client"].address
 
     services = {f"postfix-{i}": i for i in POSTFIX_INSTANCES}
     services["postfix-submission/submission"] = "submission"
@@ -62,9 +66,31 @@ def config_data(lab: Lab) -> dict[str, Any]:
         "smtp": {
             "ca_file": ca,
             "targets": [
-                target("mx", "mx", 25, "starttls"),
+                target(
+                    "mx",
+                    "mx",
+                    25,
+                    "starttls",
+                    security={
+                        "auth_before_tls": True,
+                        "open_relay": {"mail_from": f"dave@{lab.world}"},
+                        "bare_lf": {"sink": f"{SINK_USER}@{lab.domain}"},
+                        "source_address": outside,
+                    },
+                ),
                 target("srs", "srs", 25, "starttls"),
-                target("submission-587", "submit", 587, "starttls"),
+                target(
+                    "submission-587",
+                    "submit",
+                    587,
+                    "starttls",
+                    security={
+                        "auth_before_tls": True,
+                        "plaintext_auth": True,
+                        "open_relay": {"mail_from": f"dave@{lab.world}"},
+                        "source_address": outside,
+                    },
+                ),
                 target("submission-465", "submit", 465, "implicit"),
                 target("world", "world", 25, "starttls"),
             ],

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from monitor.lab import faults as F
 from monitor.lab.keys import load_ec_key, parse_dnskey
-from monitor.lab.layout import POSTFIX_INSTANCES, USERS
+from monitor.lab.layout import POSTFIX_INSTANCES, SINK_USER, USERS
 from monitor.lab.spec import LabSpec
 from monitor.lab.zones import DKIM_SELECTOR, DNSBL_ZONE, ZoneInputs, all_zones, sign_expired
 
@@ -213,6 +213,36 @@ def _milters(spec: LabSpec, faults: Collection[str]) -> dict[Path, str]:
     return files
 
 
+# What the NCSC-NL TLS guidelines (2025-05) rate good or sufficient and nothing else:
+# TLS 1.2 and 1.3, and in TLS 1.2 only ECDHE with AES-GCM or ChaCha20-Poly1305 (no CBC,
+# no anonymous suites). Postfix's own defaults accept TLS 1.0 and anonymous DH suites.
+# Bare <LF> line endings are refused (CVE-2023-51764, SMTP smuggling).
+_TLS_SERVER_SOUND = """\
+smtpd_tls_protocols = >=TLSv1.2
+smtpd_tls_mandatory_protocols = >=TLSv1.2
+smtpd_tls_ciphers = high
+smtpd_tls_mandatory_ciphers = high
+tls_high_cipherlist = ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL"""
+# Postfix 3.7's defaults, as on a server nobody tuned: TLS 1.0 and CBC-SHA1 suites.
+_TLS_SERVER_LEGACY = """\
+smtpd_tls_protocols = >=TLSv1
+smtpd_tls_mandatory_protocols = >=TLSv1
+smtpd_tls_ciphers = medium
+smtpd_tls_mandatory_ciphers = medium"""
+
+
+def _tls_server(instance: str, faults: Collection[str]) -> str:
+    legacy_tls = instance == "mx" and F.MX_TLS10 in faults
+    bare_lf = instance == "mx" and F.MX_BARE_LF in faults
+    return "\n".join(
+        [
+            _TLS_SERVER_LEGACY if legacy_tls else _TLS_SERVER_SOUND,
+            f"smtpd_forbid_bare_newline = {'no' if bare_lf else 'yes'}",
+            "smtpd_forbid_bare_newline_exclusions =",
+        ]
+    )
+
+
 def _postfix(spec: LabSpec, instance: str, faults: Collection[str]) -> dict[Path, str]:
     lay, h = spec.layout, spec.hosts
     etc = lay.postfix_etc(instance)
@@ -237,12 +267,15 @@ def _postfix(spec: LabSpec, instance: str, faults: Collection[str]) -> dict[Path
             f"alias@{spec.domain} dmarc@{spec.domain}\n"
             f"postmaster@{spec.domain} dmarc@{spec.domain}\n"
         )
-        files[etc / "mailboxes"] = f"dmarc@{spec.domain} ok\n"
+        files[etc / "mailboxes"] = f"dmarc@{spec.domain} ok\n{SINK_USER}@{spec.domain} ok\n"
+        # A recipient whose mail is accepted and thrown away: the bare-LF probe's sink.
+        files[etc / "transport"] = f"{SINK_USER}@{spec.domain} discard:mailprobe sink\n"
         extra = f"""\
 virtual_alias_maps = texthash:{etc}/virtual
 virtual_mailbox_domains = {spec.domain}
 virtual_mailbox_maps = texthash:{etc}/mailboxes
 virtual_transport = lmtp:unix:{lay.lmtp_socket}
+transport_maps = texthash:{etc}/transport
 # Forwards leave through the SRS host; the MX never talks to the world itself.
 relayhost = [{h["srs"].name}]:25
 # Bounces to SRS addresses are turned back into the original sender here.
@@ -283,10 +316,16 @@ non_smtpd_milters = $smtpd_milters
             "  -o smtpd_relay_restrictions=permit_sasl_authenticated,reject\n"
             "  -o smtpd_recipient_restrictions=permit_sasl_authenticated,reject"
         )
+        # The fault makes TLS optional on 587 and lets AUTH (PLAIN, LOGIN) run before it.
+        tls_587 = (
+            "  -o smtpd_tls_security_level=may\n  -o smtpd_tls_auth_only=no\n"
+            if F.SUBMISSION_AUTH_BEFORE_TLS in faults
+            else "  -o smtpd_tls_security_level=encrypt\n"
+        )
         master_extra = (
             "submission inet n       -       n       -       -       smtpd\n"
             "  -o syslog_name=postfix-submission/submission\n"
-            "  -o smtpd_tls_security_level=encrypt\n"
+            f"{tls_587}"
             f"{sub_opts}\n"
             "submissions inet n      -       n       -       -       smtpd\n"
             "  -o syslog_name=postfix-submission/submissions\n"
@@ -325,6 +364,7 @@ smtpd_milters = inet:{wmilter}:8891, inet:{wmilter}:8893
         master_extra = policyd
     files[etc / "main.cf"] = template(
         "postfix-main.cf.tmpl",
+        tls_server=_tls_server(instance, faults),
         instance=instance,
         hostname=host.name,
         queue_dir=str(lay.postfix(instance) / "spool"),
