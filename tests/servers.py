@@ -62,9 +62,14 @@ class TlsFiles:
         cert_file.write_bytes(b"".join(blob.bytes() for blob in leaf.cert_chain_pems))
         return cls(ca_file, cert_file, key_file, ca, leaf)
 
-    def server_context(self) -> ssl.SSLContext:
+    def server_context(self, send_ca: bool = False) -> ssl.SSLContext:
+        """``send_ca`` also sends the CA certificate, as a chain a DANE-TA record names."""
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self.leaf.configure_cert(context)
+        if send_ca:
+            chain = self.cert_file.with_suffix(".chain.pem")
+            chain.write_bytes(self.cert_file.read_bytes() + self.ca_file.read_bytes())
+            context.load_cert_chain(chain, self.key_file)
         return context
 
 
@@ -101,13 +106,28 @@ class LoopbackServer:
             self._handlers.discard(task)
             writer.close()
 
+    hosts: tuple[str, ...] = (LOOPBACK,)
+    """Addresses to listen on, all with the same port (e.g. ``("127.0.0.1", "::1")``)."""
+
     async def _start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, LOOPBACK, 0)
-        self.port = self._server.sockets[0].getsockname()[1]
+        for _ in range(20):
+            self._server = await asyncio.start_server(self._handle, self.hosts[0], 0)
+            self.port = self._server.sockets[0].getsockname()[1]
+            try:
+                self._more = [
+                    await asyncio.start_server(self._handle, host, self.port)
+                    for host in self.hosts[1:]
+                ]
+                return
+            except OSError:  # that port is taken on another address: try another
+                self._server.close()
+        raise RuntimeError(f"no port free on all of {self.hosts}")
 
     async def _stop(self) -> None:
         if self._server is not None:
             self._server.close()
+        for server in getattr(self, "_more", []):
+            server.close()
         for task in list(self._handlers):
             task.cancel()
         await asyncio.gather(*self._handlers, return_exceptions=True)
@@ -165,13 +185,24 @@ class BannerServer(LoopbackServer):
 class SmtpServer(LoopbackServer):
     """Just enough ESMTP for a session probe; STARTTLS is offered when ``tls`` is given."""
 
-    def __init__(self, tls: TlsFiles | None = None, hostname: str = "mx.test") -> None:
+    def __init__(
+        self,
+        tls: TlsFiles | None = None,
+        hostname: str = "mx.test",
+        *,
+        send_ca: bool = False,
+        hosts: tuple[str, ...] = (LOOPBACK,),
+    ) -> None:
         super().__init__()
         self.tls = tls
         self.hostname = hostname
+        self.send_ca = send_ca
+        self.hosts = hosts
         self.sessions_completed = 0
+        self.peers: list[str] = []
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.peers.append(str(writer.get_extra_info("sockname")[0]))
         writer.write(f"220 {self.hostname} ESMTP test\r\n".encode())
         await writer.drain()
         secure = False
@@ -190,7 +221,7 @@ class SmtpServer(LoopbackServer):
             elif verb == "STARTTLS" and self.tls is not None and not secure:
                 writer.write(b"220 2.0.0 Ready to start TLS\r\n")
                 await writer.drain()
-                await writer.start_tls(self.tls.server_context())
+                await writer.start_tls(self.tls.server_context(self.send_ca))
                 secure = True
                 continue
             elif verb in ("NOOP", "RSET"):
