@@ -33,10 +33,11 @@ class SendingSource(Strict):
 class DmarcLimits(Strict):
     max_message_bytes: int = Field(default=10 * MIB, ge=1024)
     """A mail or report file above this is refused unread."""
-    max_report_bytes: int = Field(default=20 * MIB, ge=1024)
+    max_report_bytes: int = Field(default=10 * MIB, ge=1024)
     """A report after decompression; zip and gzip bombs stop here."""
-    max_records: int = Field(default=20_000, ge=1)
-    """Records in one aggregate report."""
+    max_records: int = Field(default=10_000, ge=1)
+    """Records in one aggregate report (parsedmarc holds a report in memory: about 7 KB
+    per record, so 10,000 records peak near 130 MB; docs/dmarc.md)."""
 
 
 class Spoofing(Strict):
