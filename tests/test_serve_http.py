@@ -6,9 +6,11 @@ import contextlib
 import resource
 import shutil
 import socket
+import threading
 import time
 from pathlib import Path
 
+import bcrypt
 import httpx
 import pytest
 
@@ -223,3 +225,33 @@ def test_the_connection_cap_is_lowered_to_fit_the_open_file_limit(tmp_path: Path
         text = httpx.get(f"http://{serve.listen}/metrics", timeout=5).text
         assert metric(text, "mailprobe_http_connections_max") == 128
         assert "web.max_connections lowered to fit the open-file limit" in serve.log()
+
+
+def test_a_password_guessing_flood_does_not_keep_the_scraper_out(tmp_path: Path) -> None:
+    # bcrypt at cost 12 takes a quarter of a second of CPU: unbounded, 64 guesses in
+    # flight kept a first scrape with the right password waiting for seconds.
+    hashed = bcrypt.hashpw(b"right", bcrypt.gensalt(rounds=12)).decode()
+    config = write_config(
+        tmp_path / "mailprobe.yml", {"web": {"basic_auth_users": {"prom": hashed}}}
+    )
+    with ServeProcess(config) as serve:
+        serve.wait_listening()
+        url = f"http://{serve.listen}/metrics"
+        answers: list[int] = []
+
+        def guess(number: int) -> None:
+            user = "prom" if number % 2 else f"user{number}"
+            guesser = httpx.HTTPTransport(local_address="127.0.0.2")  # not the scraper's
+            with httpx.Client(transport=guesser, timeout=60) as client:
+                answers.append(client.get(url, auth=(user, f"guess{number}")).status_code)
+
+        flood = [threading.Thread(target=guess, args=(n,)) for n in range(64)]
+        for thread in flood:
+            thread.start()
+        time.sleep(0.3)
+        # The scraper, from its own address, with the right password, not yet cached.
+        assert httpx.get(url, auth=("prom", "right"), timeout=5).status_code == 200
+        for thread in flood:
+            thread.join(timeout=60)
+        assert len(answers) == 64
+        assert set(answers) <= {401, 429} and 429 in answers, answers

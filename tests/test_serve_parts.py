@@ -29,7 +29,7 @@ from monitor.server.registry import build_registry
 from monitor.server.reload import ReloadStatus
 from monitor.server.scheduler import CheckScheduler
 from monitor.server.tls import TlsSetupError, server_context
-from monitor.server.webauth import BasicAuth, parse_basic
+from monitor.server.webauth import BasicAuth, TooManyAttempts, parse_basic
 from tests.servers import LOOPBACK, TlsFiles, free_port
 
 
@@ -236,6 +236,23 @@ async def test_unknown_users_are_checked_at_the_cost_of_the_configured_hashes() 
     )
     assert not await auth.verify(basic("nobody", "pw"))
     assert auth.stand_in_hash is not None and auth.stand_in_hash.startswith("$2b$07$")
+
+
+async def test_one_password_check_in_flight_per_client_and_shared_by_equal_credentials() -> None:
+    auth = BasicAuth({"prom": bcrypt.hashpw(b"pw", bcrypt.gensalt(rounds=4)).decode()})
+    # A scraper's requests at once after a start: one check, all let in.
+    assert all(
+        await asyncio.gather(*(auth.verify(basic("prom", "pw"), "10.0.0.1") for _ in range(5)))
+    )
+    # Another guess from an address whose guess is still being checked: refused at once.
+    first = asyncio.ensure_future(auth.verify(basic("prom", "guess1"), "10.0.0.2"))
+    await asyncio.sleep(0)
+    with pytest.raises(TooManyAttempts):
+        await auth.verify(basic("nobody", "guess2"), "10.0.0.2")
+    assert not await first
+    # Another address is checked; once the first check ended, the address may try again.
+    assert not await auth.verify(basic("prom", "guess2"), "10.0.0.3")
+    assert not await auth.verify(basic("nobody", "guess2"), "10.0.0.2")
 
 
 # --- TLS settings ----------------------------------------------------------------------

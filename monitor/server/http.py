@@ -18,7 +18,7 @@ from prometheus_client.registry import CollectorRegistry
 from monitor.results import ResultsStore
 from monitor.server.connections import ConnectionGuard, ConnectionLimits
 from monitor.server.page import render_status_page
-from monitor.server.webauth import BasicAuth
+from monitor.server.webauth import BasicAuth, TooManyAttempts
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,17 @@ def build_app(
 
     @web.middleware
     async def require_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if auth.enabled and not await auth.verify(request.headers.get("Authorization")):
+        if not auth.enabled:
+            return await handler(request)
+        try:
+            verified = await auth.verify(request.headers.get("Authorization"), request.remote)
+        except TooManyAttempts:
+            return web.Response(
+                status=429,
+                text="Too many password checks in flight from this address\n",
+                headers={"Retry-After": "1"},
+            )
+        if not verified:
             return web.Response(
                 status=401,
                 text="Unauthorized\n",

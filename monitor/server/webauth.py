@@ -6,6 +6,11 @@ password; the password itself is never kept.  A changed hash (after a reload) no
 matches its old cache entries.  An unknown user is still checked against a stand-in hash
 of the same cost as the configured ones (the cost sets bcrypt's time), so the answer
 takes as long as for a known one, and user names are compared in constant time.
+
+bcrypt is also the one thing a client without a password can make serve spend CPU on,
+so each client address gets one check in flight at a time (more are refused with 429),
+on two threads of bcrypt's own: guesses from one address cannot queue up work ahead of
+a scraper's first request.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import hashlib
 import hmac
 from collections import Counter, OrderedDict
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 
 import bcrypt
 
@@ -67,6 +73,15 @@ def stand_in_cost(hashes: Iterable[str]) -> int:
     return max(costs, key=lambda cost: (costs[cost], cost))
 
 
+class TooManyAttempts(Exception):
+    """The client already has a password check in flight; answer 429 without checking."""
+
+
+_BCRYPT = ThreadPoolExecutor(max_workers=2, thread_name_prefix="mailprobe-bcrypt")
+"""bcrypt's own threads: a burst of checks cannot hold up other work of the default
+executor (name resolution of the checks, for one)."""
+
+
 def _make_stand_in(cost: int) -> str:
     return bcrypt.hashpw(b"", bcrypt.gensalt(rounds=cost)).decode("ascii")
 
@@ -78,6 +93,9 @@ class BasicAuth:
         self._users = dict(users)
         self._verified: OrderedDict[bytes, None] = OrderedDict()
         self._stand_in: str | None = None
+        self._pending: dict[bytes, asyncio.Future[bool]] = {}
+        """Checks in flight by credentials: requests with the same ones share one."""
+        self._clients_checking: set[str | None] = set()
 
     @property
     def stand_in_hash(self) -> str | None:
@@ -103,29 +121,55 @@ class BasicAuth:
                 found = hashed
         return found
 
-    async def verify(self, header: str | None) -> bool:
+    async def verify(self, header: str | None, client: str | None = None) -> bool:
+        """True if ``header`` names a user and their password.
+
+        ``client`` (the peer's address) may have one bcrypt check in flight at a time;
+        a second, with other credentials, raises :class:`TooManyAttempts` at once, so
+        guesses from one address cannot queue up CPU work ahead of other clients.  The
+        same credentials in flight are checked once for all their requests (a scraper
+        sending several requests at once after a restart).
+        """
         credentials = parse_basic(header)
         if credentials is None:
             return False
         user, password = credentials
         hashed = self._lookup(user)
-        if hashed is None:
-            stand_in = self._stand_in
-            if stand_in is None:
-                cost = stand_in_cost(self._users.values())
-                stand_in = await asyncio.to_thread(_make_stand_in, cost)
-                self._stand_in = stand_in
-            await asyncio.to_thread(_checkpw, password, stand_in)
-            return False
         key = hashlib.sha256(
-            b"\0".join(s.encode("utf-8") for s in (user, hashed, password))
+            b"\0".join(s.encode("utf-8") for s in (user, hashed or "", password))
         ).digest()
-        if key in self._verified:
+        if hashed is not None and key in self._verified:
             self._verified.move_to_end(key)
             return True
-        if not await asyncio.to_thread(_checkpw, password, hashed):
+        pending = self._pending.get(key)
+        if pending is None:
+            if client is not None and client in self._clients_checking:
+                raise TooManyAttempts(client)
+            pending = asyncio.ensure_future(self._check(password, hashed))
+            self._pending[key] = pending
+            if client is not None:
+                self._clients_checking.add(client)
+            pending.add_done_callback(lambda _done: self._checked(key, client))
+        if not await asyncio.shield(pending):
             return False
         self._verified[key] = None
         if len(self._verified) > CACHE_SIZE:
             self._verified.popitem(last=False)
         return True
+
+    def _checked(self, key: bytes, client: str | None) -> None:
+        self._pending.pop(key, None)
+        self._clients_checking.discard(client)
+
+    async def _check(self, password: str, hashed: str | None) -> bool:
+        """bcrypt on its own threads; an unknown user costs as much as a known one."""
+        loop = asyncio.get_running_loop()
+        if hashed is not None:
+            return await loop.run_in_executor(_BCRYPT, _checkpw, password, hashed)
+        stand_in = self._stand_in
+        if stand_in is None:
+            cost = stand_in_cost(self._users.values())
+            stand_in = await loop.run_in_executor(_BCRYPT, _make_stand_in, cost)
+            self._stand_in = stand_in
+        await loop.run_in_executor(_BCRYPT, _checkpw, password, stand_in)
+        return False
