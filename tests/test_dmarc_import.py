@@ -247,3 +247,21 @@ def test_import_of_a_missing_path_cannot_run(tmp_path: Path, missing: str) -> No
     )
     assert run.returncode == 3
     assert missing in run.stderr
+
+
+def test_feedback_mails_are_kept_readable_by_mailprobe_only(tmp_path: Path) -> None:
+    from tests.dmarc_helpers import arf_mail
+
+    mail = arf_mail("example.test", "192.0.2.66")
+    (tmp_path / "arf.eml").write_bytes(mail)
+    state = tmp_path / "state"
+    [result] = asyncio.run(
+        import_paths(dmarc_config(state, ["example.test"]), [tmp_path / "arf.eml"])
+    )
+    assert result.outcome is ItemOutcome.NEW
+    with _db(state) as db:
+        [(kept,)] = db.execute("SELECT kept_path FROM dmarc_reports WHERE kind = 'feedback'")
+    path = Path(kept)
+    assert path.read_bytes() == mail
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert path.parent.stat().st_mode & 0o777 == 0o700
