@@ -163,7 +163,7 @@ def test_reports_mailed_to_the_lab_reach_metrics_checks_and_the_readiness_report
         cwd=ROOT,
     )
     results = {r["check"]: r for r in json.loads(run.stdout)["results"]}
-    assert results["spoofing"]["status"] == "fail"
+    assert results["spoofing"]["status"] == "warn"  # the lab config fails it from 50 %
     assert f"{SPOOFER} (" in results["spoofing"]["reason"]
     assert results["own-sources"]["status"] == "fail"
     assert f"submit ({submit}): 2 of" in results["own-sources"]["reason"]
