@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests.servers import LOOPBACK, ServeProcess
-from tests.test_serve import metric, write_config
+from tests.test_serve import metric, scrape_until, write_config
 
 
 def raw_exchange(serve: ServeProcess, request: bytes) -> bytes:
@@ -255,3 +255,34 @@ def test_a_password_guessing_flood_does_not_keep_the_scraper_out(tmp_path: Path)
             thread.join(timeout=60)
         assert len(answers) == 64
         assert set(answers) <= {401, 429} and 429 in answers, answers
+
+
+@pytest.mark.skipif(shutil.which("prlimit") is None, reason="needs prlimit (util-linux)")
+def test_out_of_descriptors_an_idle_connection_makes_room(tmp_path: Path) -> None:
+    # 40 followed log files leave a 64-file process fewer descriptors than its connection
+    # cap (half the limit): accept() itself fails, and serve must neither spin nor stop.
+    sources = []
+    for number in range(40):
+        path = tmp_path / f"mail{number}.log"
+        path.write_text("", encoding="utf-8")
+        sources.append({"path": str(path), "poll_interval": 0.5})
+    config = write_config(
+        tmp_path / "mailprobe.yml",
+        {"state_dir": str(tmp_path / "state"), "logs": {"sources": sources}},
+    )
+    with ServeProcess(config, wrapper=("prlimit", "--nofile=64", "--")) as serve:
+        serve.wait_listening()
+        scrape_until(serve, lambda t: "postfix_log_source_up" in t, 10, "the follower")
+        idle = open_idle(serve.port, 60)
+        try:
+            for _ in range(3):
+                assert httpx.get(f"http://{serve.listen}/metrics", timeout=5).status_code == 200
+            text = httpx.get(f"http://{serve.listen}/metrics", timeout=5).text
+        finally:
+            for sock in idle:
+                sock.close()
+        evicted = metric(text, "mailprobe_http_connections_dropped_total", reason="evicted")
+        assert evicted is not None and 0 < evicted <= len(idle) + 4
+        log = serve.log()
+        assert 0 < log.count('msg="cannot accept a connection"') <= 5, log[-3000:]
+        assert "Traceback" not in log

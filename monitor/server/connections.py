@@ -238,7 +238,9 @@ class ConnectionGuard(Collector):
                     continue
                 # One line per failure; the log's repeat limiter keeps a run of them short.
                 log.error("cannot accept a connection", extra={"error": exc.strerror or exc})
-                if exc.errno not in _OUT_OF_RESOURCES or not self._evict():
+                if exc.errno in _OUT_OF_RESOURCES and self._evict():
+                    await asyncio.sleep(0)  # the evicted socket closes on the next turn
+                else:
                     await asyncio.sleep(ACCEPT_RETRY_SECONDS)
                 continue
             self._admit(sock, protocol_factory, ssl_context)
