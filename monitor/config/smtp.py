@@ -197,6 +197,8 @@ class SmtpSection(Strict):
     """Domains whose MTA-STS policy (RFC 8461) is fetched over HTTPS and judged."""
     modules: dict[str, SmtpModule] = Field(default_factory=dict)
     """Named probe settings for `/probe?target=HOST:PORT&module=NAME` (blackbox style)."""
+    probe_concurrency: int = Field(default=64, ge=1, le=1024)
+    """`/probe` requests probed at once; more wait their turn (within their timeout)."""
 
     @model_validator(mode="after")
     def _unique_names(self) -> Self:

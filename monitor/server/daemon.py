@@ -56,7 +56,7 @@ class Daemon:
         self.auth = BasicAuth(config.web.basic_auth_users)
         self.scheduler = CheckScheduler(self.store)
         self.extensions = ExtensionHost(self.registry)
-        probe = ProbeEndpoint(lambda: self.config, config.defaults.concurrency)
+        probe = ProbeEndpoint(lambda: self.config, config.smtp.probe_concurrency)
         self.http = HttpServer(
             build_app(self.registry, self.store, self.auth, self.is_ready, probe),
             fit_to_open_files(connection_limits(config.web)),

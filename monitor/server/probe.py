@@ -111,8 +111,17 @@ class ProbeEndpoint:
                 )
             )
         started = time.monotonic()
-        async with self._slots:
+        try:
+            async with asyncio.timeout(timeout / 2):
+                await self._slots.acquire()
+        except TimeoutError:
+            return web.Response(
+                status=503, text="too many probes at once (smtp.probe_concurrency)\n"
+            )
+        try:
             results = await asyncio.gather(*(run_check(c) for c in checks))
+        finally:
+            self._slots.release()
         duration = time.monotonic() - started
         body = _exposition(results, port, duration)
         if not debug:
