@@ -51,6 +51,10 @@ python3 -m venv .venv
 # setuptools says, as a warning, that an editable install finds the packages with a
 # meta path finder: information for packagers, not for someone setting up mailprobe.
 PYTHONWARNINGS="ignore:Editable installation.:UserWarning" .venv/bin/pip install -q -e ".$extras"
+# sslyze (the TLS quality scan) in its own environment: its cryptography pin conflicts
+# with parsedmarc's (deploy/requirements-sslyze.txt). mailprobe runs it as a subprocess.
+[[ -x .venv/sslyze/bin/python ]] || python3 -m venv .venv/sslyze
+.venv/sslyze/bin/pip install -q -r deploy/requirements-sslyze.txt
 # Compiled modules sit beside the sources they replace (setup.py, docs/performance.md).
 rm -f exporters/postfix_logs/*.so
 if [[ -z "$extras" ]]; then

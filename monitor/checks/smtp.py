@@ -7,7 +7,9 @@ reasons, never labels).
 
 from __future__ import annotations
 
+import sys
 from functools import partial
+from pathlib import Path
 
 from exporters.dns.resolver import StubResolver
 from exporters.result import Check, CheckFn, Kind
@@ -22,6 +24,7 @@ from exporters.smtp.security import (
     probe_plaintext_auth,
 )
 from exporters.smtp.session import Family
+from exporters.smtp.tls_quality import TlsQualitySettings, check_tls_quality
 from monitor.checks.dns import make_resolver
 from monitor.config import Config
 from monitor.config.smtp import SmtpProbeSettings, SmtpTarget
@@ -60,6 +63,14 @@ MTA_STS_INTERVAL = 3600.0
 """Policies change seldom and senders cache them for days: hourly is plenty."""
 SECURITY_INTERVAL = 3600.0
 """Security probes look for configuration mistakes, which appear with changes: hourly."""
+TLS_QUALITY_INTERVAL = 86400.0
+TLS_QUALITY_TIMEOUT = 300.0
+"""The scan makes a few hundred connections: daily, and minutes rather than seconds."""
+
+
+def sslyze_python(config: Config) -> Path:
+    """The interpreter that runs the sslyze worker (``.venv/sslyze`` beside mailprobe's)."""
+    return config.smtp.sslyze_python or Path(sys.prefix) / "sslyze" / "bin" / "python"
 
 
 def build(config: Config) -> list[Check]:
@@ -85,6 +96,7 @@ def build(config: Config) -> list[Check]:
                 )
             )
         checks.extend(_security_checks(config, target))
+        checks.extend(_tls_quality_checks(config, target, resolver))
     checks.extend(_mta_sts_checks(config))
     return checks
 
@@ -126,6 +138,37 @@ def _security_checks(config: Config, target: SmtpTarget) -> list[Check]:
             timeout_seconds=timeout,
         )
         for name, run in probes
+    ]
+
+
+def _tls_quality_checks(
+    config: Config, target: SmtpTarget, resolver: StubResolver | None
+) -> list[Check]:
+    quality = target.tls_quality
+    if quality is None:
+        return []
+    assert target.host is not None  # the config model requires it with `tls_quality`
+    timeout = quality.schedule.timeout or TLS_QUALITY_TIMEOUT
+    settings = TlsQualitySettings(
+        host=target.host,
+        port=target.port,
+        starttls=target.tls == "starttls",
+        server_name=target.server_name or target.host,
+        ehlo_name=target.ehlo_name,
+        python=sslyze_python(config),
+        # Leave the worker's own deadline a little room before the check's.
+        timeout=max(timeout - 5, timeout * 0.9),
+        network_timeout=quality.network_timeout,
+    )
+    return [
+        Check(
+            kind=Kind.SMTP,
+            name="tls_quality",
+            target=target.name,
+            run=partial(check_tls_quality, settings, resolver),
+            interval_seconds=quality.schedule.interval or TLS_QUALITY_INTERVAL,
+            timeout_seconds=timeout,
+        )
     ]
 
 

@@ -120,6 +120,13 @@ class SecurityConfig(Strict):
             raise ValueError(f"{value!r} is not an IPv4 or IPv6 address") from None
 
 
+class TlsQualityConfig(Strict):
+    schedule: Schedule = Schedule()
+    """Interval and timeout of the scan; unset: once a day, 300 s."""
+    network_timeout: int = Field(default=5, ge=1, le=60)
+    """Seconds for each of the scan's connections (it makes a few hundred)."""
+
+
 class SmtpTarget(SmtpProbeSettings):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
     """Label value naming this endpoint in results and metrics."""
@@ -136,9 +143,16 @@ class SmtpTarget(SmtpProbeSettings):
     """Interval and timeout of this endpoint's checks."""
     security: SecurityConfig | None = None
     """Opt-in security probes (AUTH before TLS, open relay, bare <LF>): see docs/smtp.md."""
+    tls_quality: TlsQualityConfig | None = None
+    """Opt-in TLS quality scan with sslyze (versions, suites, groups, certificate), rated
+    as internet.nl rates it; slow, so on its own schedule. `{}` for the defaults."""
 
     @model_validator(mode="after")
     def _security_probes(self) -> Self:
+        if self.tls_quality is not None and self.host is None:
+            raise ValueError("tls_quality: the scan needs 'host' (one server), not 'mx_of'")
+        if self.tls_quality is not None and self.tls == "none":
+            raise ValueError("tls_quality: this target does not use TLS (tls: none)")
         if self.security is None:
             return self
         if self.host is None:
@@ -191,6 +205,9 @@ class MtaStsDomain(Strict):
 class SmtpSection(Strict):
     ca_file: ConfigPath | None = None
     """CA bundle for PKIX validation of every endpoint; unset uses the system store."""
+    sslyze_python: ConfigPath | None = None
+    """Interpreter of the virtualenv holding sslyze, for `tls_quality`; unset:
+    `sslyze/bin/python` inside mailprobe's own virtualenv (scripts/setup.sh makes it)."""
     targets: list[SmtpTarget] = Field(default_factory=list)
     """Endpoints to probe."""
     mta_sts: list[MtaStsDomain] = Field(default_factory=list)

@@ -77,6 +77,7 @@ def config_data(lab: Lab) -> dict[str, Any]:
                         "bare_lf": {"sink": f"{SINK_USER}@{lab.domain}"},
                         "source_address": outside,
                     },
+                    tls_quality={},
                 ),
                 target("srs", "srs", 25, "starttls"),
                 target(
@@ -91,7 +92,7 @@ def config_data(lab: Lab) -> dict[str, Any]:
                         "source_address": outside,
                     },
                 ),
-                target("submission-465", "submit", 465, "implicit"),
+                target("submission-465", "submit", 465, "implicit", tls_quality={}),
                 target("world", "world", 25, "starttls"),
             ],
             "mta_sts": [{"domain": lab.domain}],

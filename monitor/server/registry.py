@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from prometheus_client.registry import CollectorRegistry
 
-from monitor.metrics import dmarc, dns, mta_sts, smtp_security
+from monitor.metrics import dmarc, dns, mta_sts, smtp_security, tls_quality
 from monitor.metrics.checks import BuildInfoCollector, ChecksCollector
 from monitor.metrics.facts import FactMetric
 from monitor.metrics.smtp import SmtpSessionCollector
@@ -22,6 +22,7 @@ FACT_METRICS: tuple[FactMetric, ...] = (
     *mta_sts.FACT_METRICS,
     *dmarc.FACT_METRICS,
     *smtp_security.FACT_METRICS,
+    *tls_quality.FACT_METRICS,
 )
 """Check facts exported as gauges: each source's metrics module names its own entries."""
 
