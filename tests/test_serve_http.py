@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import resource
 import shutil
+import signal
 import socket
 import threading
 import time
@@ -286,3 +287,24 @@ def test_out_of_descriptors_an_idle_connection_makes_room(tmp_path: Path) -> Non
         log = serve.log()
         assert 0 < log.count('msg="cannot accept a connection"') <= 5, log[-3000:]
         assert "Traceback" not in log
+
+
+def test_a_client_that_does_not_read_does_not_hold_up_the_shutdown(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "mailprobe.yml", {})
+    with ServeProcess(config) as serve:
+        serve.wait_listening()
+        stuck = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stuck.connect((LOOPBACK, serve.port))
+        # Far more answer than the socket buffers hold, and nothing read.
+        stuck.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n" * 2000)
+        idle = open_idle(serve.port, 50)
+        time.sleep(1)
+        serve.signal(signal.SIGTERM)
+        try:
+            assert serve.wait(timeout=15) == 0
+        finally:
+            stuck.close()
+            for sock in idle:
+                sock.close()
+        assert "msg=stopped" in serve.log()

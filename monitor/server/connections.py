@@ -208,13 +208,17 @@ class ConnectionGuard(Collector):
             )
 
     async def stop(self) -> None:
-        """Stop accepting; close connections still in their TLS handshake."""
+        """Stop accepting; close every connection without a request in progress.
+
+        Those have nothing to finish, and one whose client does not read would hold
+        the shutdown until its idle timeout.  Requests in progress are left to finish.
+        """
         for task in self._acceptors:
             task.cancel()
         await asyncio.gather(*self._acceptors, return_exceptions=True)
         self._acceptors.clear()
         self._close_listeners()
-        for conn in [c for c in self._open if c.transport is None]:
+        for conn in list(self._waiting):
             conn.abort()
             self._forget(conn)
 
