@@ -10,6 +10,7 @@ import smtplib
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
@@ -50,11 +51,16 @@ def _mail(lab: Lab, sender: str, subject: str, attachment: bytes, subtype: str) 
 
 
 def _config(lab: Lab, tmp_path: Path) -> Path:
-    dmarc = config_data(lab)["dmarc"]
+    data = config_data(lab)
+    dmarc = data["dmarc"]
     dmarc["poll_interval"] = 0.5
     dmarc["workers"] = 1
+    # Only the resolvers of the dns section: the readiness report looks up PTR names.
+    dns = {"resolvers": data["dns"]["resolvers"]}
     path = tmp_path / "dmarc.yml"
-    path.write_text(yaml.safe_dump({"state_dir": str(tmp_path / "state"), "dmarc": dmarc}))
+    path.write_text(
+        yaml.safe_dump({"state_dir": str(tmp_path / "state"), "dmarc": dmarc, "dns": dns})
+    )
     return path
 
 
@@ -65,6 +71,22 @@ def _value(text: str, name: str, **labels: str) -> float:
             if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
                 total += s.value
     return total
+
+
+def _filed(serve: ServeProcess, counted: Callable[[str], bool]) -> str:
+    """Scrape until ``counted`` holds and then until a look at the mailbox ended after
+    that (its messages are filed once their reports are counted)."""
+    deadline = time.monotonic() + 60
+    counted_at: float | None = None
+    while True:
+        text = httpx.get(f"http://{serve.listen}/metrics", timeout=5).text
+        if counted_at is None and counted(text):
+            counted_at = time.time()
+        last = "mailprobe_dmarc_source_last_success_timestamp_seconds"
+        if counted_at is not None and _value(text, last, source="mailbox") >= counted_at:
+            return text
+        assert time.monotonic() < deadline, f"not filed:\n{text}\n{serve.log()}"
+        time.sleep(0.3)
 
 
 def _folder_counts(lab: Lab) -> dict[str, int]:
@@ -115,17 +137,14 @@ def test_reports_mailed_to_the_lab_reach_metrics_checks_and_the_readiness_report
     serve = ServeProcess(config).start()
     try:
         serve.wait_listening()
-        deadline = time.monotonic() + 60
-        while True:
-            text = httpx.get(f"http://{serve.listen}/metrics", timeout=5).text
-            # The lab's two aggregate and one TLS report, and ours.
-            if (
-                _value(text, "mailprobe_dmarc_reports_total", kind="aggregate") >= 3
-                and _value(text, "mailprobe_dmarc_reports_total", kind="tls") >= 2
-            ):
-                break
-            assert time.monotonic() < deadline, f"not ingested:\n{text}\n{serve.log()}"
-            time.sleep(0.5)
+        # The lab's two aggregate and one TLS report, and ours.
+        text = _filed(
+            serve,
+            lambda t: (
+                _value(t, "mailprobe_dmarc_reports_total", kind="aggregate") >= 3
+                and _value(t, "mailprobe_dmarc_reports_total", kind="tls") >= 2
+            ),
+        )
     finally:
         serve.stop()
     assert (
@@ -182,7 +201,6 @@ def test_reports_mailed_to_the_lab_reach_metrics_checks_and_the_readiness_report
             str(config),
             "--format",
             "json",
-            "--no-dns",
         ],
         capture_output=True,
         text=True,
@@ -194,6 +212,9 @@ def test_reports_mailed_to_the_lab_reach_metrics_checks_and_the_readiness_report
     assert [(b["name"], b["address"], b["failing"]) for b in domain["blockers"]] == [
         ("submit", submit, 2)
     ]
+    ptr = {s["address"]: s["ptr"] for s in domain["sources"]}
+    assert ptr[submit] == lab.hosts["submit"].name  # through the lab's resolver
+    assert ptr[SPOOFER] == ""  # TEST-NET: no PTR, and no lookup leaves the lab
     folders = _folder_counts(lab)
     assert folders["INBOX"] == 0, folders
     assert folders["Archive/Aggregate"] >= 3 and folders["Archive/TLS"] >= 2, folders
@@ -220,3 +241,62 @@ async def test_imap_create_is_idempotent_and_the_delimiter_is_dovecots(lab: Lab)
         assert folder in {f.name for f in await session.list_folders()}
     finally:
         await session.close()
+
+
+def test_refused_mails_go_to_invalid_and_a_big_one_is_not_read_whole(
+    lab: Lab, tmp_path: Path
+) -> None:
+    tag = unique("refused")
+    now = int(time.time())
+    small = aggregate_xml(
+        lab.domain,
+        tag,
+        now - 3600,
+        now,
+        [record(lab.hosts["srs"].address, 1, "pass", "pass", lab.domain)],
+    )
+    _mail(lab, f"noreply-dmarc@{lab.world}", f"small {tag}", small, "gzip")
+    h = lab.hosts
+    with smtplib.SMTP(
+        h["world"].address, 25, timeout=10, source_address=(h["client"].address, 0)
+    ) as smtp:
+        smtp.ehlo(h["client"].name)
+        smtp.sendmail(
+            f"someone@{lab.world}",
+            [f"dmarc@{lab.domain}"],
+            f"Subject: not a report {tag}\r\n\r\nhello\r\n".encode(),
+        )
+        padding = "x" * 76 + "\r\n"
+        smtp.sendmail(
+            f"someone@{lab.world}",
+            [f"dmarc@{lab.domain}"],
+            f"Subject: big {tag}\r\n\r\n{padding * 400}".encode(),
+        )
+    config = _config(lab, tmp_path)
+    data = yaml.safe_load(config.read_text())
+    data["dmarc"]["limits"] = {"max_message_bytes": 16384}
+    config.write_text(yaml.safe_dump(data))
+    serve = ServeProcess(config).start()
+    try:
+        serve.wait_listening()
+        _filed(
+            serve,
+            lambda t: (
+                _value(t, "mailprobe_dmarc_invalid_reports_total", reason="no_report") >= 1
+                and _value(t, "mailprobe_dmarc_invalid_reports_total", reason="too_large") >= 1
+            ),
+        )
+    finally:
+        serve.stop()
+    imap = imap_login(lab, "dmarc")
+    try:
+        imap.select('"Invalid"', readonly=True)
+        _, found = imap.search(None, "SUBJECT", f'"{tag}"')
+        assert len(found[0].split()) == 2  # the mail without a report and the big one
+        imap.select('"Archive/Aggregate"', readonly=True)
+        _, found = imap.search(None, "SUBJECT", f'"small {tag}"')
+        assert len(found[0].split()) == 1
+        status, data_ = imap.select("INBOX", readonly=True)
+        assert status == "OK" and int(data_[0] or 0) == 0
+    finally:
+        imap.logout()

@@ -25,9 +25,7 @@ async def build_report(config: Config, days: int, lookup_ptr: bool = True) -> di
     domains = [assess(d, snapshot.records, classifier) for d in section.domains]
     names: dict[str, str] = {}
     if lookup_ptr and config.dns.resolvers:
-        addresses = sorted(
-            {s.address for r in domains for s in r.sources if not s.own_name},
-        )
+        addresses = sorted({s.address for r in domains for s in r.sources})
         names = await ptr_names(make_resolver(config.dns), addresses)
     return {
         "days": days,
