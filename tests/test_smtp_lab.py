@@ -63,6 +63,8 @@ async def test_healthy_lab_every_target_ok_with_dane_verified(
     assert by_target["submission-587"].facts["ext_auth"] is True
     assert "PLAIN" in str(by_target["submission-587"].facts["auth_mechanisms"])
     assert "S: 220 mx.example.test" in (by_target["mx"].detail or "")
+    assert by_target["mx"].facts["banner_host"] == "mx.example.test"
+    assert by_target["mx"].facts["banner_code"] == 220
 
 
 FAULTS = [

@@ -275,6 +275,7 @@ async def _probe_endpoint(
         facts.update({f"{k}_seconds": v for k, v in session.timings.items()})
         if session.banner is not None:
             facts["banner_code"] = session.banner.code
+            facts["banner_host"] = (session.banner.lines[0].split() or [""])[0]
         ehlo = session.ehlo_before_tls or session.ehlo
         if ehlo is not None:
             for ext in EXTENSIONS:
