@@ -25,6 +25,17 @@ LAST_RUN = "mailprobe_check_last_run_timestamp_seconds"
 LAST_RUN_HELP = "Unix time the check's last run finished; 0 before the first run."
 RUNS = "mailprobe_check_runs"  # exposed as mailprobe_check_runs_total
 RUNS_HELP = "Runs of the check, by status."
+INTERVAL = "mailprobe_check_interval_seconds"
+INTERVAL_HELP = "Seconds between two scheduled runs of the check (its configured interval)."
+FAILING = "mailprobe_check_consecutive_failures"
+FAILING_HELP = "Runs in a row, up to the last one, that ended fail or error; 0 after ok or warn."
+REASON = "mailprobe_check_reason_info"
+REASON_HELP = (
+    "1 while the check's last run was warn, fail or error; the reason label holds that run's"
+    " reason (whitespace collapsed, cut at 200 characters). One series per check at most."
+)
+REASON_MAX_CHARS = 200
+"""Bounds the label's size; a reason longer than this ends in an ellipsis."""
 BUILD_INFO = "mailprobe_build_info"
 BUILD_INFO_HELP = "Always 1; labels carry the mailprobe and Python versions."
 RELOAD_FAILURES = "mailprobe_config_reload_failures"  # exposed with _total
@@ -49,6 +60,9 @@ class ChecksCollector(Collector):
         duration = GaugeMetricFamily(DURATION, DURATION_HELP, labels=CHECK_LABELS)
         last_run = GaugeMetricFamily(LAST_RUN, LAST_RUN_HELP, labels=CHECK_LABELS)
         runs = CounterMetricFamily(RUNS, RUNS_HELP, labels=[*CHECK_LABELS, "status"])
+        interval = GaugeMetricFamily(INTERVAL, INTERVAL_HELP, labels=CHECK_LABELS)
+        failing = GaugeMetricFamily(FAILING, FAILING_HELP, labels=CHECK_LABELS)
+        reason = GaugeMetricFamily(REASON, REASON_HELP, labels=[*CHECK_LABELS, "reason"])
         facts = {
             (f.kind, f.fact): GaugeMetricFamily(
                 f.name, f.help, labels=["check", "target", *([f.state_label] if f.states else [])]
@@ -66,8 +80,12 @@ class ChecksCollector(Collector):
                 runs.add_metric([*labels, s.value], float(record.runs[s]))
             duration.add_metric(labels, last.duration_seconds if last else 0.0)
             last_run.add_metric(labels, last.finished_at if last else 0.0)
+            interval.add_metric(labels, record.interval_seconds)
+            failing.add_metric(labels, float(record.consecutive_failures))
             if last is None:
                 continue
+            if last.status is not Status.OK:
+                reason.add_metric([*labels, reason_label(last.reason)], 1.0)
             for name, value in last.facts.items():
                 family = facts.get((record.kind, name))
                 if family is None:
@@ -79,8 +97,20 @@ class ChecksCollector(Collector):
                         )
                 elif isinstance(value, int | float | bool):
                     family.add_metric([record.check, record.target], float(value))
-        yield from (up, status, duration, last_run, runs)
+        yield from (up, status, duration, last_run, runs, interval, failing, reason)
         yield from facts.values()
+
+
+def reason_label(reason: str) -> str:
+    """A check's reason as a label value: one line, at most ``REASON_MAX_CHARS`` long.
+
+    Cardinality stays bounded because a check has at most one reason series at a time
+    (only its last run's, and none while it is ok); the cut bounds each value's size.
+    """
+    text = " ".join(reason.split()) or "(no reason given)"
+    if len(text) <= REASON_MAX_CHARS:
+        return text
+    return text[: REASON_MAX_CHARS - 1].rstrip() + "…"
 
 
 class BuildInfoCollector(Collector):
