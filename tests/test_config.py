@@ -112,3 +112,33 @@ def test_config_path_from_environment(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert str(cfg) in done.stdout
+
+
+def test_smtp_target_settings_are_checked_against_each_other() -> None:
+    from monitor.config import ConfigError, parse_config
+
+    cases = {
+        "smtp: {targets: [{name: a}]}": "give exactly one of 'host' or 'mx_of'",
+        "smtp: {targets: [{name: a, host: h, mx_of: d}]}": "give exactly one of 'host' or 'mx_of'",
+        "smtp: {targets: [{name: a, mx_of: example.org}]}": "'mx_of' needs at least one",
+        "smtp: {targets: [{name: a, host: h, dane: required}]}": "'dane: required' needs",
+        "smtp: {targets: [{name: a, host: 192.0.2.1, families: [ipv6]}]}": "is an ipv4 address",
+        "smtp: {targets: [{name: a, host: h, phase_timeout: 10}]}": "must be below",
+        "smtp: {targets: [{name: a, host: h}, {name: a, host: i}]}": "used twice",
+        "smtp: {modules: {m: {timeout: 5, phase_timeout: 5}}}": "must be below",
+    }
+    for text, words in cases.items():
+        try:
+            parse_config(text)
+        except ConfigError as error:
+            assert words in "; ".join(str(i) for i in error.issues), (text, error.issues)
+        else:
+            raise AssertionError(f"accepted: {text}")
+    ok = parse_config(
+        "dns: {resolvers: [{address: 127.0.0.1}]}\n"
+        "smtp: {targets: [{name: a, mx_of: example.org, dane: required, phase_timeout: 5}]}"
+    )
+    assert ok.smtp.targets[0].probed_families == ("ipv4", "ipv6")
+    assert parse_config("smtp: {targets: [{name: a, host: '::1'}]}").smtp.targets[
+        0
+    ].probed_families == ("ipv6",)

@@ -66,10 +66,15 @@ class Config(Strict):
         return self
 
     @model_validator(mode="after")
-    def _phase_below_deadline(self) -> Config:
+    def _smtp_targets(self) -> Config:
         # A phase timeout at or above the check's deadline could never fire: the
         # deadline would cut the check first and the reason would lose its phase.
         for index, target in enumerate(self.smtp.targets):
+            if not self.dns.resolvers and (target.mx_of is not None or target.dane == "required"):
+                why = "mx_of" if target.mx_of is not None else "dane: required"
+                raise ValueError(
+                    f"smtp.targets[{index}]: '{why}' needs at least one entry in 'dns.resolvers'"
+                )
             timeout = target.schedule.timeout or self.defaults.timeout
             if target.phase_timeout is not None and target.phase_timeout >= timeout:
                 raise ValueError(
