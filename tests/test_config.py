@@ -43,7 +43,8 @@ def test_bad_config_names_every_key_and_line(tmp_path: Path) -> None:
         "      host: sub.example.test\n"
         "      port: twenty-five\n"
         "canary:\n"
-        "  mailbox:\n"
+        "  mailboxes:\n"
+        "  - name: world\n"
         "    host: imap.example.test\n"
         "    username: canary\n"
         "    password_file: missing-secret\n"
@@ -53,7 +54,7 @@ def test_bad_config_names_every_key_and_line(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
     assert "defualts (line 1): unknown key" in done.stderr
     assert "smtp.targets[1].port (line 9)" in done.stderr
-    assert "canary.mailbox.password_file (line 14)" in done.stderr
+    assert "canary.mailboxes[0].password_file (line 15)" in done.stderr
     assert "missing-secret does not exist" in done.stderr
 
 
@@ -61,26 +62,30 @@ def test_secret_values_are_never_printed(tmp_path: Path) -> None:
     secret = tmp_path / "pw"
     secret.write_text("hunter2-very-secret\n")
     cfg = tmp_path / "c.yml"
-    cfg.write_text("canary:\n  mailbox: {host: h, username: u, password_file: pw, port: 99999}\n")
+    cfg.write_text(
+        "canary:\n  mailboxes: [{name: m, host: h, username: u, password_file: pw, port: 99999}]\n"
+    )
     done = config_check(cfg)
     assert done.returncode == 3
-    assert "canary.mailbox.port" in done.stderr
+    assert "canary.mailboxes[0].port" in done.stderr
     assert "hunter2" not in done.stderr + done.stdout
 
 
 def test_inline_password_is_refused() -> None:
     with pytest.raises(ConfigError) as caught:
-        parse_config("canary:\n  mailbox: {host: h, username: u, password: x}\n")
+        parse_config("canary:\n  mailboxes: [{name: m, host: h, username: u, password: x}]\n")
     paths = {issue.path for issue in caught.value.issues}
-    assert "canary.mailbox.password" in paths
+    assert "canary.mailboxes[0].password" in paths
 
 
 def test_secret_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    text = "canary:\n  mailbox: {host: h, username: u, password_env: MAILPROBE_TEST_PW}\n"
+    text = (
+        "canary:\n  mailboxes: [{name: m, host: h, username: u, password_env: MAILPROBE_TEST_PW}]\n"
+    )
     with pytest.raises(ConfigError):
         parse_config(text)
     monkeypatch.setenv("MAILPROBE_TEST_PW", "x")
-    assert parse_config(text).canary.mailbox is not None
+    assert parse_config(text).canary.mailboxes[0].name == "m"
 
 
 def test_invalid_yaml_reports_line() -> None:

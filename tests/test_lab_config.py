@@ -27,9 +27,17 @@ def test_lab_config_validates_and_points_at_the_lab(lab: Lab) -> None:
     submit = lab.hosts["submit"].address
     assert {(submit, 587, "starttls"), (submit, 465, "implicit")} <= ports
     assert {t.server_name for t in config.smtp.targets} >= {lab.hosts["mx"].name}
-    assert {r.name for r in config.canary.routes} == {"inbound-forward", "outbound-submission"}
-    assert config.canary.mailbox is not None
-    assert config.canary.mailbox.password_file == lab.credentials("canary").password_file
+    routes = {r.name: r for r in config.canary.routes}
+    assert set(routes) == {"inbound-forward", "outbound-submission", "outbound-submission-465"}
+    assert (routes["outbound-submission"].smtp_port, routes["outbound-submission"].tls) == (
+        587,
+        "starttls",
+    )
+    assert routes["outbound-submission-465"].tls == "implicit"
+    alice = lab.credentials("alice").password_file
+    assert routes["outbound-submission"].password_file == alice
+    [mailbox] = config.canary.mailboxes
+    assert mailbox.password_file == lab.credentials("canary").password_file
     assert config.dmarc.mailbox is not None and config.dmarc.domains == [lab.domain]
     assert {s.path for s in config.logs.sources} == {
         lab.maillog(i) for i in ("mx", "srs", "submission", "world")

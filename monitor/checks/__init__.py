@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from exporters.result import Check, Kind
-from monitor.checks import dmarc, dns, smtp
+from monitor.checks import canary, dmarc, dns, smtp
 from monitor.config import Config
 
 Builder = Callable[[Config], list[Check]]
@@ -17,6 +17,7 @@ Builder = Callable[[Config], list[Check]]
 BUILDERS: dict[Kind, Builder] = {
     Kind.SMTP: smtp.build,
     Kind.DNS: dns.build,
+    Kind.CANARY: canary.build,
     Kind.DMARC: dmarc.build,
 }
 """Kind -> its builder. A kind (and its config section, named like it) with no builder

@@ -16,6 +16,7 @@ from exporters.result import Check, CheckResult, Kind
 from monitor.checks import (
     BUILDERS,
     build_checks,
+    canary,
     checked_kinds,
     no_checks_reason,
     unchecked_sections,
@@ -99,9 +100,23 @@ async def _run_with_progress(checks: Sequence[Check], concurrency: int) -> list[
         TextColumn("checks"),
         BarColumn(),
         MofNCompleteColumn(),
+        TextColumn("{task.description}"),
         console=Console(stderr=True),
         transient=True,
     )
-    task = progress.add_task("checks", total=len(checks))
-    with progress:
-        return await run_all(checks, concurrency, on_done=lambda _result: progress.advance(task))
+    task = progress.add_task("", total=len(checks))
+    canary_state: dict[str, str] = {}
+
+    def canary_progress(route: str, text: str) -> None:
+        canary_state[route] = text
+        shown = "; ".join(f"{r}: {t}" for r, t in canary_state.items())
+        progress.update(task, description=f"canary {shown}")
+
+    canary.on_progress(canary_progress)
+    try:
+        with progress:
+            return await run_all(
+                checks, concurrency, on_done=lambda _result: progress.advance(task)
+            )
+    finally:
+        canary.on_progress(None)

@@ -4,6 +4,7 @@ the output with ``monitor.config.parse_config``."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import yaml
@@ -98,27 +99,7 @@ def config_data(lab: Lab) -> dict[str, Any]:
             "mta_sts": [{"domain": lab.domain}],
         },
         "dns": dns_section(lab),
-        "canary": {
-            "mailbox": mailbox("canary"),
-            "routes": [
-                {
-                    # world -> MX (alias) -> SRS -> world mailbox
-                    "name": "inbound-forward",
-                    "smtp_host": h["world"].address,
-                    "smtp_port": 25,
-                    "mail_from": lab.credentials("canary").username,
-                    "rcpt_to": f"forward@{lab.domain}",
-                },
-                {
-                    # submission -> world mailbox
-                    "name": "outbound-submission",
-                    "smtp_host": h["submit"].address,
-                    "smtp_port": 587,
-                    "mail_from": lab.credentials("alice").username,
-                    "rcpt_to": lab.credentials("canary").username,
-                },
-            ],
-        },
+        "canary": canary_section(lab),
         "dmarc": {
             "domains": [lab.domain],
             "mailbox": mailbox("dmarc"),
@@ -132,6 +113,74 @@ def config_data(lab: Lab) -> dict[str, Any]:
             # when foreign failures are half of all mail.
             "spoofing": {"fail_share": 0.5},
         },
+    }
+
+
+def canary_section(lab: Lab) -> dict[str, Any]:
+    """Three routes into the world's canary mailbox, with working credentials."""
+    h = lab.hosts
+    ca = str(lab.ca_file)
+    alice = lab.credentials("alice")
+    canary = lab.credentials("canary")
+    expect = {
+        "authserv_id": h["world"].name,
+        "spf": "pass",
+        "dkim": "pass",
+        "dmarc": "pass",
+        "dkim_domain": lab.domain,
+        "dkim_selector": DKIM_SELECTOR,
+        "tls_every_hop": True,
+    }
+
+    def route(name: str, host: str, port: int, tls: str, **extra: Any) -> dict[str, Any]:
+        return {
+            "name": name,
+            "smtp_host": h[host].address,
+            "smtp_port": port,
+            "tls": tls,
+            "server_name": h[host].name,
+            "ca_file": ca,
+            "ehlo_name": "mailprobe.lab.invalid",
+            "mailbox": "world",
+            **extra,
+        }
+
+    submission = {
+        "username": alice.username,
+        "password_file": str(alice.password_file),
+        "mail_from": alice.username,
+        "rcpt_to": canary.username,
+        "expect": {**expect, "srs": False},
+    }
+    return {
+        "key_file": str(lab.dir / "mailprobe-state" / "canary.key"),
+        "mailboxes": [
+            {
+                "name": "world",
+                "host": h["imap"].address,
+                "port": 993,
+                "tls": "implicit",
+                "server_name": h["imap"].name,
+                "username": canary.username,
+                "password_file": str(canary.password_file),
+                "ca_file": ca,
+            }
+        ],
+        "routes": [
+            # An outside sender's provider (the world) -> MX (alias) -> SRS -> world mailbox.
+            route(
+                "inbound-forward",
+                "world",
+                25,
+                "starttls",
+                mail_from=canary.username,
+                header_from=alice.username,
+                rcpt_to=f"forward@{lab.domain}",
+                expect={**expect, "srs": True, "return_path": rf"SRS0=.*@{re.escape(lab.domain)}"},
+            ),
+            route("outbound-submission", "submit", 587, "starttls", **submission),
+            route("outbound-submission-465", "submit", 465, "implicit", **submission),
+        ],
     }
 
 

@@ -111,4 +111,22 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         ) STRICT
         """,
     ),
+    # 4: the canary ledger: every canary sent, until it ends in one outcome
+    # (exporters/canary/ledger.py).
+    (
+        """
+        CREATE TABLE canary_ledger (
+            id          TEXT PRIMARY KEY,
+            route       TEXT NOT NULL,
+            message_id  TEXT NOT NULL,
+            sent_at     REAL NOT NULL,
+            deadline    REAL NOT NULL,
+            lost_at     REAL NOT NULL,
+            state       TEXT NOT NULL,
+            finished_at REAL,
+            detail      TEXT NOT NULL
+        ) STRICT
+        """,
+        "CREATE INDEX canary_ledger_open ON canary_ledger (state, route)",
+    ),
 )

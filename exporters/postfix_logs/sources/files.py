@@ -256,6 +256,11 @@ class FileFollower:
         self._absent_since: int | None = None
         """When we found the file missing with nothing to resume (ns since the epoch)."""
 
+    @property
+    def opened(self) -> bool:
+        """True once the file is open (with ``start: end``, positioned at its end)."""
+        return self._current is not None
+
     async def batches(self) -> AsyncIterator[Batch[bytes]]:
         try:
             await self._restore()

@@ -1,0 +1,1 @@
+"""The canary source inside mailprobe: config -> runtime, shared by checks and serve."""
