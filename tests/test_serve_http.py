@@ -173,6 +173,7 @@ def test_repeated_errors_from_bad_requests_are_not_logged_each_time(tmp_path: Pa
         lines = [line for line in log.splitlines() if "malformed HTTP request" in line]
         assert 0 < len(lines) <= 5, log[-3000:]
         assert "level=info" in lines[0] and "error=BadHttpMessage" in lines[0], lines[0]
+        assert "client=127.0.0.1" in lines[0], lines[0]
         assert "Traceback" not in log and "Bad Header" not in log
 
 

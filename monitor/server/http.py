@@ -120,6 +120,8 @@ class _ClientErrors(logging.Filter):
         error = record.exc_info[1] if record.exc_info else None
         if isinstance(error, HttpProcessingError):
             kind = type(error).__name__
+            args = record.args if isinstance(record.args, tuple) else ()
+            record.client = args[0] if args else "unknown"  # "Error handling request from %s"
             record.msg, record.args = "refused a malformed HTTP request", ()
             record.levelno, record.levelname = logging.INFO, "INFO"
             record.exc_info = record.exc_text = None
