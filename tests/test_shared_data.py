@@ -59,6 +59,8 @@ def test_a_clone_without_the_data_skips_with_the_reason(tmp_path: Path) -> None:
     assert "SKIPPED" in summary and "public data sets not found" in summary
     assert str(clone.parent / "shared" / "data") in summary
     assert "MAILPROBE_SHARED_DATA" in summary
+    # each skip at its own test, so the summary lists them, not one line for all
+    assert "tests/test_spf_suite.py:" in summary and "tests/shared_data.py" not in summary
 
 
 def test_a_named_folder_that_is_missing_fails(tmp_path: Path) -> None:
