@@ -211,9 +211,11 @@ def prepare(workdir: Path, lines: int) -> tuple[Path, Path]:
     common = workdir / f"mail-{lines}-bsd-ascii.log"
     native = workdir / f"mail-{lines}-rfc3339.log"
     for path, fmt, ascii_only in ((common, "bsd", True), (native, "rfc3339", False)):
-        if not path.exists():
-            with path.open("wb") as out:
+        if not path.exists():  # written whole or not at all: an interrupted run leaves no stub
+            partial = path.with_name(path.name + ".part")
+            with partial.open("wb") as out:
                 out.writelines(generate(lines, fmt, ascii_only))
+            partial.replace(path)
     return common, native
 
 
