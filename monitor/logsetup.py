@@ -57,6 +57,11 @@ class RepeatLimiter(logging.Filter):
         self._seen: OrderedDict[tuple[object, ...], list[float]] = OrderedDict()
         """line -> [window start, copies passed in it, copies held back since the last]."""
 
+    @property
+    def remembered(self) -> int:
+        """Distinct lines the limiter keeps count of now (at most ``max_lines``)."""
+        return len(self._seen)
+
     def filter(self, record: logging.LogRecord) -> bool:
         fields = tuple(
             (key, str(value))
