@@ -7,6 +7,7 @@ import resource
 import shutil
 import signal
 import socket
+import ssl
 import threading
 import time
 from pathlib import Path
@@ -15,7 +16,7 @@ import bcrypt
 import httpx
 import pytest
 
-from tests.servers import LOOPBACK, ServeProcess
+from tests.servers import LOOPBACK, ServeProcess, TlsFiles
 from tests.test_serve import metric, scrape_until, write_config
 
 
@@ -81,7 +82,7 @@ def closed_by_peer(sock: socket.socket) -> bool:
     """True once serve closed ``sock`` (EOF or reset); False while it is still open."""
     try:
         data = sock.recv(65536)
-    except BlockingIOError:
+    except (BlockingIOError, ssl.SSLWantReadError):
         return False
     except (ConnectionResetError, ConnectionAbortedError):
         return True
@@ -309,3 +310,38 @@ def test_a_client_that_does_not_read_does_not_hold_up_the_shutdown(tmp_path: Pat
             for sock in idle:
                 sock.close()
         assert "msg=stopped" in serve.log()
+
+
+def test_tls_handshakes_are_bounded_by_the_header_timeout(tmp_path: Path) -> None:
+    tls = TlsFiles.create(tmp_path / "web-tls", LOOPBACK)
+    config = write_config(
+        tmp_path / "mailprobe.yml",
+        {
+            "web": {
+                "header_read_timeout": 1,
+                "tls_server_config": {
+                    "cert_file": str(tls.cert_file),
+                    "key_file": str(tls.key_file),
+                },
+            }
+        },
+    )
+    context = ssl.create_default_context(cafile=str(tls.ca_file))
+    with ServeProcess(config) as serve:
+        serve.wait_listening()
+        silent = socket.create_connection((LOOPBACK, serve.port), timeout=5)
+        half_hello = socket.create_connection((LOOPBACK, serve.port), timeout=5)
+        half_hello.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")
+        shaken = context.wrap_socket(
+            socket.create_connection((LOOPBACK, serve.port), timeout=5), server_hostname=LOOPBACK
+        )
+        for sock in (silent, half_hello, shaken):
+            sock.setblocking(False)
+        assert all(wait_closed(sock, 5) for sock in (silent, half_hello, shaken))
+        with httpx.Client(verify=context, timeout=5) as client:
+            text = client.get(f"https://{serve.listen}/metrics").text
+        assert (
+            metric(text, "mailprobe_http_connections_dropped_total", reason="header_timeout") == 3
+        )
+        for sock in (silent, half_hello, shaken):
+            sock.close()
