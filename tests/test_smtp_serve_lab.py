@@ -216,3 +216,27 @@ def test_prometheus_scrapes_probe_with_blackbox_relabelling(
     finally:
         process.terminate()
         process.wait(timeout=20)
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool (Debian: prometheus)")
+def test_promtool_finds_metrics_and_probe_clean(lab: Lab, serve: ServeProcess) -> None:
+    mx = f"{lab.hosts['mx'].name}:25"
+    metrics = wait_for(
+        lambda: (t := scrape(serve)) and value(t, "mailprobe_smtp_tls_key_size") and t,
+        20,
+        "TLS facts on /metrics",
+    )
+    probe = httpx.get(
+        f"http://{serve.listen}/probe", params={"target": mx, "module": MODULE}, timeout=10
+    ).text
+    for text in (metrics, probe):
+        lint = subprocess.run(
+            ["promtool", "check", "metrics"], input=text, capture_output=True, text=True
+        )
+        # Other sources' families are theirs to lint; none of the SMTP prober's may show.
+        problems = [
+            line
+            for line in (lint.stdout + lint.stderr).splitlines()
+            if "mailprobe_smtp_" in line or line.startswith("probe_")
+        ]
+        assert problems == [], problems

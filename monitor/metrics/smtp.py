@@ -69,7 +69,12 @@ def session_families(rows: Iterable[SessionRow], base: Sequence[str]) -> list[Me
         "version",
         "cipher",
     )
-    key_bits = _gauge("mailprobe_smtp_tls_key_bits", "Size of the server's public key.", base)
+    # In bits, as key sizes are always given (promtool's lint wants no "_bits" unit).
+    key_bits = _gauge(
+        "mailprobe_smtp_tls_key_size",
+        "Size of the server's public key in bits (RSA modulus, EC curve).",
+        base,
+    )
     not_after = _gauge(
         "mailprobe_smtp_cert_not_after_timestamp_seconds",
         "Unix time the served certificate expires.",
