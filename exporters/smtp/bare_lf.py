@@ -6,33 +6,33 @@ forged envelope, through a relay that passes bare ``<LF>`` on. The probe writes 
 message to a configured *sink* recipient (an address that discards mail) whose body
 holds both bare sequences, then waits briefly:
 
-- a reply before the proper ``<CR><LF>.<CR><LF>`` means the server ended DATA at a bare
-  sequence: fail;
+- a 2xx reply before the proper ``<CR><LF>.<CR><LF>`` means the server ended DATA at a
+  bare sequence and took the message: fail (a 4xx/5xx one is ambiguous: warn; hanging
+  up is a refusal: ok);
 - otherwise it sends the proper end; one reply then means the server read the bare
   sequences as text: ok (whether it took the message or refused it for its bare
   ``<LF>``, as Postfix's ``smtpd_forbid_bare_newline`` does). More replies than one mean
   the server had ended DATA at a bare sequence and answered slowly: fail.
 
-aiosmtplib drops bytes that arrive while no reply is awaited, which is exactly what
-this probe must see, so it speaks over asyncio streams with its own bounded reader.
+The conversation up to DATA is the prober's session (``exporters/smtp/session.py``);
+the message and the two short waits use its bounded reply reader directly.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import ssl
 from dataclasses import dataclass
 
 from exporters.result import CheckCannotRun, CheckFailure, Outcome, Phase
-from exporters.smtp.probe_client import ProbeEndpoint, opportunistic_context
+from exporters.smtp.probe_client import ProbeEndpoint, command, end_session, open_probe_session
+from exporters.smtp.reply import ClosedByServer, Reply, ReplyError, read_reply
 from exporters.smtp.security import EXPOSED
+from exporters.smtp.session import SmtpSession
 
-MAX_REPLY_LINES = 100
-MAX_LINE_BYTES = 2048
 EARLY_REPLY_WAIT = 3.0
 """Seconds to wait for a reply the server should not send before the proper end."""
 EXTRA_REPLY_WAIT = 1.0
+"""Seconds to wait, after the proper end's reply, for one that should not come."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,58 +41,6 @@ class BareLfProbe:
     """Recipient that accepts and discards mail; the only one this probe writes to."""
     mail_from: str = ""
     """Envelope sender; "" is the null sender, which never gets a bounce."""
-
-
-@dataclass(frozen=True, slots=True)
-class Reply:
-    code: int
-    text: str
-
-    def __str__(self) -> str:
-        return f"{self.code} {self.text}".strip()
-
-
-class _Session:
-    def __init__(
-        self, endpoint: ProbeEndpoint, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        self.endpoint = endpoint
-        self.reader = reader
-        self.writer = writer
-
-    async def reply(self, phase: str, timeout: float | None = None) -> Reply:
-        wait = self.endpoint.step_timeout if timeout is None else timeout
-        lines: list[bytes] = []
-        async with asyncio.timeout(wait):
-            while len(lines) < MAX_REPLY_LINES:
-                try:
-                    line = await self.reader.readuntil(b"\n")
-                except asyncio.LimitOverrunError:
-                    raise CheckFailure(
-                        f"{self.endpoint.where} sent a reply line over {MAX_LINE_BYTES} "
-                        f"bytes in {phase}"
-                    ) from None
-                except asyncio.IncompleteReadError:
-                    raise CheckFailure(
-                        f"{self.endpoint.where} closed the connection in {phase}"
-                    ) from None
-                lines.append(line)
-                if line[3:4] != b"-":
-                    break
-            else:
-                raise CheckFailure(
-                    f"{self.endpoint.where} sent a reply over {MAX_REPLY_LINES} lines in {phase}"
-                )
-        code_text = lines[-1][:3]
-        if not code_text.isdigit():
-            raise CheckFailure(f"{self.endpoint.where} sent a line that is not SMTP in {phase}")
-        text = " ".join(line[4:].decode("utf-8", "replace").strip() for line in lines)
-        return Reply(int(code_text), text)
-
-    async def command(self, line: str, phase: str) -> Reply:
-        self.writer.write(line.encode() + b"\r\n")
-        await self.writer.drain()
-        return await self.reply(phase)
 
 
 def _message(probe: BareLfProbe) -> bytes:
@@ -107,110 +55,93 @@ def _message(probe: BareLfProbe) -> bytes:
 
 
 async def probe_bare_lf(endpoint: ProbeEndpoint, probe: BareLfProbe, phase: Phase) -> Outcome:
-    session = await _open(endpoint, phase)
-    try:
-        return await _exchange(session, probe, phase)
-    except TimeoutError:
-        raise CheckFailure(
-            f"no answer from {endpoint.where} within {endpoint.step_timeout:g} s in {phase.current}"
-        ) from None
-    except OSError as exc:
-        raise CheckFailure(
-            f"network error with {endpoint.where} in {phase.current}: "
-            f"{exc.strerror or type(exc).__name__}"
-        ) from None
-    finally:
-        session.writer.close()
+    session = await open_probe_session(endpoint, phase)
+    where = endpoint.where
 
-
-async def _open(endpoint: ProbeEndpoint, phase: Phase) -> _Session:
-    phase.enter("connect and banner")
-    implicit = endpoint.tls == "implicit"
-    local = (endpoint.source_address, 0) if endpoint.source_address else None
-    try:
-        async with asyncio.timeout(endpoint.step_timeout):
-            reader, writer = await asyncio.open_connection(
-                endpoint.host,
-                endpoint.port,
-                ssl=opportunistic_context() if implicit else None,
-                server_hostname=endpoint.server_name or endpoint.host if implicit else None,
-                local_addr=local,
-                limit=MAX_LINE_BYTES,
-            )
-    except TimeoutError:
-        raise CheckFailure(f"no answer from {endpoint.where} in {phase.current}") from None
-    except ConnectionRefusedError:
-        raise CheckFailure(f"connection refused: {endpoint.where} in {phase.current}") from None
-    except (OSError, ssl.SSLError) as exc:
-        raise CheckFailure(
-            f"cannot connect to {endpoint.where} in {phase.current}: "
-            f"{getattr(exc, 'reason', None) or exc.strerror or type(exc).__name__}"
-        ) from None
-    return _Session(endpoint, reader, writer)
-
-
-async def _exchange(session: _Session, probe: BareLfProbe, phase: Phase) -> Outcome:
-    where = session.endpoint.where
-    endpoint = session.endpoint
-
-    def expect(reply: Reply, ok: int, what: str) -> None:
-        if reply.code // 100 != ok // 100:
+    async def expect(line: str, step: str, code: int) -> None:
+        reply = await command(session, line, step)
+        if reply.code // 100 != code // 100:
+            await session.close()
             raise CheckCannotRun(
-                f"{where} answered {what} with {reply} ({phase.current}): the bare-LF probe "
-                "needs a session that reaches DATA for the sink recipient"
+                f"{where} answered {line.split(':')[0]} with {reply} ({step}): the bare-LF "
+                "probe needs a session that reaches DATA for the sink recipient"
             )
 
-    expect(await session.reply(phase.current), 220, "the connection")
-    phase.enter("ehlo")
-    ehlo = await session.command(f"EHLO {endpoint.ehlo_name}", phase.current)
-    expect(ehlo, 250, "EHLO")
-    if endpoint.tls == "starttls" and "STARTTLS" in ehlo.text.upper().split():
-        phase.enter("starttls")
-        expect(await session.command("STARTTLS", phase.current), 220, "STARTTLS")
-        async with asyncio.timeout(endpoint.step_timeout):
-            await session.writer.start_tls(
-                opportunistic_context(), server_hostname=endpoint.server_name or endpoint.host
-            )
-        phase.enter("ehlo after starttls")
-        expect(await session.command(f"EHLO {endpoint.ehlo_name}", phase.current), 250, "EHLO")
-    phase.enter("mail from")
-    expect(await session.command(f"MAIL FROM:<{probe.mail_from}>", phase.current), 250, "MAIL")
-    phase.enter("rcpt to")
-    expect(await session.command(f"RCPT TO:<{probe.sink}>", phase.current), 250, "RCPT")
-    phase.enter("data")
-    expect(await session.command("DATA", phase.current), 354, "DATA")
+    await expect(f"MAIL FROM:<{probe.mail_from}>", "mail from", 250)
+    await expect(f"RCPT TO:<{probe.sink}>", "rcpt to", 250)
+    await expect("DATA", "data", 354)
+    try:
+        outcome = await _send(session, probe, endpoint, phase)
+    except (ReplyError, OSError) as exc:
+        await session.close()
+        why = exc.reason if isinstance(exc, ReplyError) else "the connection broke"
+        raise CheckFailure(f"{phase.current}: {where}: {why}") from None
+    return outcome
+
+
+async def _send(
+    session: SmtpSession, probe: BareLfProbe, endpoint: ProbeEndpoint, phase: Phase
+) -> Outcome:
+    where = endpoint.where
     phase.enter("data with bare <LF>")
+    session.transcript.client("<message with <LF>.<CR><LF> and <LF>.<LF> in its body>")
     session.writer.write(_message(probe))
     await session.writer.drain()
     try:
-        early: Reply | None = await session.reply(phase.current, EARLY_REPLY_WAIT)
-    except TimeoutError:
-        early = None
+        early = await _reply_within(session, EARLY_REPLY_WAIT)
+    except ClosedByServer:  # it hung up on the bare <LF>: refused, nothing smuggled
+        return Outcome.ok(
+            {EXPOSED: 0, "bare_lf_message_accepted": 0}, detail=session.transcript.render()
+        )
     if early is not None:
-        return _smuggling(where, early)
+        await session.close()
+        if early.code >= 400:
+            return Outcome.warn(
+                f"{where} answered {early} before the proper end of DATA (data with bare "
+                "<LF>): it refused the bare <LF>, or ended DATA at it and refused the "
+                "message; the probe cannot tell which",
+                {"bare_lf_message_accepted": 0},
+                session.transcript.render(),
+            )
+        return _smuggling(where, early, session)
     phase.enter("end of data")
+    session.transcript.client(".")
     session.writer.write(b"\r\n.\r\n")
     await session.writer.drain()
-    final = await session.reply(phase.current)
+    final = await _reply_within(session, endpoint.step_timeout)
+    if final is None:
+        await session.close()
+        raise CheckFailure(
+            f"end of data: no answer from {where} within {endpoint.step_timeout:g} s"
+        )
     try:
-        extra: Reply | None = await session.reply("after end of data", EXTRA_REPLY_WAIT)
-    except (TimeoutError, CheckFailure):
-        extra = None
+        extra = await _reply_within(session, EXTRA_REPLY_WAIT)
+    except ReplyError:
+        extra = None  # the server closed after its one reply: nothing more came
     if extra is not None:
-        return _smuggling(where, final, slow=True)
-    with contextlib.suppress(TimeoutError, CheckFailure, OSError):
-        await session.command("QUIT", "quit")
+        await session.close()
+        return _smuggling(where, final, session, slow=True)
+    await end_session(session)
     accepted = 200 <= final.code < 300
     return Outcome.ok(
         {EXPOSED: 0, "bare_lf_message_accepted": int(accepted)},
-        detail=f"{where}: bare <LF> sequences read as text; the proper end got {final}",
+        detail=session.transcript.render(),
     )
 
 
-def _smuggling(where: str, reply: Reply, *, slow: bool = False) -> Outcome:
+async def _reply_within(session: SmtpSession, seconds: float) -> Reply | None:
+    try:
+        async with asyncio.timeout(seconds):
+            return await read_reply(session.reader, session.transcript)
+    except TimeoutError:
+        return None
+
+
+def _smuggling(where: str, reply: Reply, session: SmtpSession, *, slow: bool = False) -> Outcome:
     when = "answered after the proper end, then again" if slow else "answered before the proper end"
     return Outcome.fail(
         f"{where} ended DATA at a bare <LF>.<LF> or <LF>.<CR><LF> ({when}: {reply}) "
         "(data with bare <LF>): SMTP smuggling (CVE-2023-51764) is possible",
         {EXPOSED: 1},
+        session.transcript.render(),
     )

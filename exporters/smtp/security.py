@@ -19,10 +19,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from aiosmtplib.errors import SMTPException
-
-from exporters.result import CheckCannotRun, CheckFailure, Outcome, Phase
-from exporters.smtp.probe_client import ProbeEndpoint, close_client, failure_reason, open_client
+from exporters.result import CheckCannotRun, Outcome, Phase
+from exporters.smtp.probe_client import ProbeEndpoint, command, end_session, open_probe_session
 
 EXPOSED = "security_exposed"
 _ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.\d{1,3}\b")
@@ -30,49 +28,43 @@ _ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.\d{1,3}\b")
 
 async def probe_auth_before_tls(endpoint: ProbeEndpoint, phase: Phase) -> Outcome:
     _needs_plaintext_phase(endpoint)
-    client = await open_client(endpoint, phase, starttls=False)
-    try:
-        mechanisms = client.esmtp_extensions.get("auth", "").split()
-        offered = client.supports_extension("auth")
-    finally:
-        await close_client(client)
-    if offered:
-        listed = " ".join(m.upper() for m in mechanisms) or "(no mechanism)"
+    session = await open_probe_session(endpoint, phase, tls="none")
+    ehlo = session.ehlo
+    await end_session(session)
+    transcript = session.transcript.render()
+    if ehlo is not None and "auth" in ehlo.extensions:
+        listed = " ".join(ehlo.auth_mechanisms) or "(no mechanism)"
         return Outcome.fail(
             f"{endpoint.where} lists AUTH {listed} in its EHLO reply before STARTTLS "
             "(ehlo): clients may send passwords in the clear",
             {EXPOSED: 1},
+            transcript,
         )
-    return Outcome.ok({EXPOSED: 0}, detail=f"{endpoint.where}: no AUTH in EHLO before STARTTLS")
+    return Outcome.ok({EXPOSED: 0}, detail=transcript)
 
 
 async def probe_plaintext_auth(endpoint: ProbeEndpoint, phase: Phase) -> Outcome:
     _needs_plaintext_phase(endpoint)
-    client = await open_client(endpoint, phase, starttls=False)
-    try:
-        phase.enter("auth before starttls")
-        try:
-            reply = await client.execute_command(b"AUTH", b"PLAIN")
-            if reply.code == 334:
-                phase.enter("auth cancel")
-                await client.execute_command(b"*")
-        except SMTPException as exc:
-            raise CheckFailure(failure_reason(exc, endpoint, phase.current)) from None
-    finally:
-        await close_client(client)
-    said = f"{reply.code} {reply.message}".strip()
+    session = await open_probe_session(endpoint, phase, tls="none")
+    reply = await command(session, "AUTH PLAIN", "auth before starttls")
+    if reply.code == 334:
+        await command(session, "*", "auth cancel")
+    await end_session(session)
+    transcript = session.transcript.render()
     if reply.code == 334 or 200 <= reply.code < 300:
         return Outcome.fail(
-            f"{endpoint.where} answered AUTH PLAIN before STARTTLS with {said} "
+            f"{endpoint.where} answered AUTH PLAIN before STARTTLS with {reply} "
             "(auth before starttls): it takes passwords in the clear",
             {EXPOSED: 1},
+            transcript,
         )
     if 400 <= reply.code < 500:
         return Outcome.warn(
-            f"{endpoint.where} deferred AUTH PLAIN before STARTTLS with {said} "
-            "(auth before starttls): neither refused nor accepted"
+            f"{endpoint.where} deferred AUTH PLAIN before STARTTLS with {reply} "
+            "(auth before starttls): neither refused nor accepted",
+            detail=transcript,
         )
-    return Outcome.ok({EXPOSED: 0}, detail=f"AUTH PLAIN before STARTTLS refused: {said}")
+    return Outcome.ok({EXPOSED: 0}, detail=transcript)
 
 
 def _needs_plaintext_phase(endpoint: ProbeEndpoint) -> None:
@@ -91,41 +83,38 @@ class RelayProbe:
 
 
 async def probe_open_relay(endpoint: ProbeEndpoint, relay: RelayProbe, phase: Phase) -> Outcome:
-    client = await open_client(endpoint, phase, starttls=True)
-    try:
-        phase.enter("mail from")
-        mail = await client.execute_command(f"MAIL FROM:<{relay.mail_from}>".encode())
-        rcpt = None
-        if 200 <= mail.code < 300:
-            phase.enter("rcpt to")
-            rcpt = await client.execute_command(f"RCPT TO:<{relay.rcpt_to}>".encode())
-            phase.enter("rset")
-            await client.execute_command(b"RSET")
-    except SMTPException as exc:
-        await close_client(client)
-        raise CheckFailure(failure_reason(exc, endpoint, phase.current)) from None
-    await close_client(client)
+    session = await open_probe_session(endpoint, phase)
+    mail = await command(session, f"MAIL FROM:<{relay.mail_from}>", "mail from")
+    rcpt = None
+    if 200 <= mail.code < 300:
+        rcpt = await command(session, f"RCPT TO:<{relay.rcpt_to}>", "rcpt to")
+        await command(session, "RSET", "rset")
+    await end_session(session)
+    transcript = session.transcript.render()
     if rcpt is None:
         return Outcome.warn(
-            f"{endpoint.where} refused MAIL FROM:<{relay.mail_from}> with {mail.code} "
-            f"{mail.message} (mail from): relaying was not tested; configure another mail_from"
+            f"{endpoint.where} refused MAIL FROM:<{relay.mail_from}> with {mail} "
+            "(mail from): relaying was not tested; configure another mail_from",
+            detail=transcript,
         )
-    said = f"{rcpt.code} {rcpt.message}"
     if 200 <= rcpt.code < 300:
         return Outcome.fail(
             f"open relay: {endpoint.where} accepted RCPT TO:<{relay.rcpt_to}> from an outside "
-            f"client with {said} (rcpt to); the probe sent RSET, no DATA",
+            f"client with {rcpt} (rcpt to); the probe sent RSET, no DATA",
             {EXPOSED: 1},
+            transcript,
         )
     if 400 <= rcpt.code < 500:
         return Outcome.warn(
-            f"{endpoint.where} deferred RCPT TO:<{relay.rcpt_to}> with {said} (rcpt to): "
-            "relaying neither refused nor accepted"
+            f"{endpoint.where} deferred RCPT TO:<{relay.rcpt_to}> with {rcpt} (rcpt to): "
+            "relaying neither refused nor accepted",
+            detail=transcript,
         )
-    enhanced = _ENHANCED.match(rcpt.message)
+    enhanced = _ENHANCED.match(rcpt.text)
     if enhanced is not None and enhanced.group(2) == "1":
         return Outcome.warn(
-            f"{endpoint.where} refused RCPT TO:<{relay.rcpt_to}> for its address ({said}), "
-            "not as relaying (rcpt to): use a recipient in a domain that exists"
+            f"{endpoint.where} refused RCPT TO:<{relay.rcpt_to}> for its address ({rcpt}), "
+            "not as relaying (rcpt to): use a recipient in a domain that exists",
+            detail=transcript,
         )
-    return Outcome.ok({EXPOSED: 0}, detail=f"RCPT TO:<{relay.rcpt_to}> refused: {said}")
+    return Outcome.ok({EXPOSED: 0}, detail=transcript)

@@ -51,6 +51,8 @@ class SmtpEndpoint:
     banner_host: str | None = None
     ehlo_name: str = "mailprobe.invalid"
     phase_timeout: float = 8.0
+    source_address: str | None = None
+    """Local address to connect from (the security probes' outside client); None: any."""
 
     @property
     def where(self) -> str:
@@ -199,8 +201,9 @@ def _os_words(exc: OSError) -> str:
 
 async def _connect(endpoint: SmtpEndpoint) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     family = socket.AF_INET6 if ":" in endpoint.address else socket.AF_INET
+    local = (endpoint.source_address, 0) if endpoint.source_address else None
     return await asyncio.open_connection(
-        endpoint.address, endpoint.port, family=family, limit=MAX_REPLY_BYTES
+        endpoint.address, endpoint.port, family=family, limit=MAX_REPLY_BYTES, local_addr=local
     )
 
 
