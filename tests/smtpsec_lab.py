@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -74,6 +76,17 @@ def scrape_once(config: Path, ready_timeout: float = 60.0) -> str:
                 assert time.monotonic() < deadline, serve.log()
                 time.sleep(0.2)
             return client.get(f"{base}/metrics").text
+
+
+def promtool_problems(text: str, *prefixes: str) -> list[str]:
+    """What ``promtool check metrics`` says about families starting with ``prefixes``
+    (other sources' families are theirs to lint)."""
+    if shutil.which("promtool") is None:
+        pytest.skip("promtool not installed (Debian package prometheus)")
+    lint = subprocess.run(
+        ["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=30
+    )
+    return [line for line in (lint.stdout + lint.stderr).splitlines() if line.startswith(prefixes)]
 
 
 def sample(text: str, name: str, **labels: str) -> float | None:

@@ -19,7 +19,14 @@ from exporters.smtp.mta_sts import (
 from monitor.lab import Lab
 from monitor.state import StsPolicies
 from tests.lab_fixture import broken
-from tests.smtpsec_lab import lab_smtp_config, one_result, run_json, sample, scrape_once
+from tests.smtpsec_lab import (
+    lab_smtp_config,
+    one_result,
+    promtool_problems,
+    run_json,
+    sample,
+    scrape_once,
+)
 
 GOOD = (
     "version: STSv1\r\nmode: enforce\r\nmx: mx.example.test\r\nmx: *.backup.test\r\n"
@@ -137,5 +144,6 @@ def test_stop_mta_sts_fails_in_run_and_metrics(lab: Lab, tmp_path: Path) -> None
     labels = {"kind": "smtp", "check": "mta_sts", "target": lab.domain}
     assert sample(text, "mailprobe_check_up", **labels) == 0.0
     assert sample(text, "mailprobe_check_status", status="fail", **labels) == 1.0
+    assert promtool_problems(text, "mailprobe_smtp_mta_sts_") == []
     fetched = sample(text, "mailprobe_smtp_mta_sts_policy_fetched", target=lab.domain)
     assert fetched == 0.0

@@ -24,7 +24,14 @@ from monitor.lab.layout import SINK_USER
 from monitor.lab.mailconfig import config_data
 from tests.lab_fixture import broken
 from tests.servers import LoopbackServer, SilentServer
-from tests.smtpsec_lab import lab_smtp_config, one_result, run_json, sample, scrape_once
+from tests.smtpsec_lab import (
+    lab_smtp_config,
+    one_result,
+    promtool_problems,
+    run_json,
+    sample,
+    scrape_once,
+)
 
 
 def endpoint(lab: Lab, host: str, port: int) -> ProbeEndpoint:
@@ -138,6 +145,7 @@ def test_fault_fails_in_run_and_in_metrics(
     assert result["status"] == "fail", result
     labels = {"kind": "smtp", "check": check, "target": target}
     assert sample(text, "mailprobe_check_status", status="fail", **labels) == 1.0
+    assert promtool_problems(text, "mailprobe_smtp_security_", "mailprobe_smtp_bare_lf_") == []
     exposed = sample(text, "mailprobe_smtp_security_exposed", check=check, target=target)
     assert exposed == 1.0
 

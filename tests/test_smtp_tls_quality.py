@@ -32,7 +32,14 @@ from monitor.lab import faults as F
 from monitor.lab.mailconfig import config_data
 from tests.lab_fixture import broken
 from tests.servers import SilentServer
-from tests.smtpsec_lab import lab_smtp_config, one_result, run_json, sample, scrape_once
+from tests.smtpsec_lab import (
+    lab_smtp_config,
+    one_result,
+    promtool_problems,
+    run_json,
+    sample,
+    scrape_once,
+)
 
 SSLYZE_PYTHON = Path(sys.prefix) / "sslyze" / "bin" / "python"
 needs_sslyze = pytest.mark.skipif(
@@ -169,6 +176,7 @@ def test_tls10_fault_fails_in_run_and_metrics(lab: Lab, tmp_path: Path) -> None:
     assert "accepts TLS 1.0 and TLS 1.1 (NCSC-NL: phase out, then off)" in reason
     labels = {"kind": "smtp", "check": "tls_quality", "target": "mx"}
     assert sample(text, "mailprobe_check_status", status="fail", **labels) == 1.0
+    assert promtool_problems(text, "mailprobe_smtp_tls_quality_") == []
     legacy = sample(text, "mailprobe_smtp_tls_quality_legacy_versions", target="mx")
     assert legacy == 2.0
     insufficient = sample(

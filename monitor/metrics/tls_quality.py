@@ -42,8 +42,9 @@ FACT_METRICS: tuple[FactMetric, ...] = (
     FactMetric(
         KIND,
         "tls_quality_cert_key_bits",
-        "mailprobe_smtp_tls_quality_certificate_key_bits",
-        "Size of the server certificate's public key as scanned.",
+        "mailprobe_smtp_tls_quality_certificate_key_size",
+        "Size in bits of the server certificate's public key as scanned (promtool's lint "
+        "refuses a _bits suffix).",
     ),
     FactMetric(
         KIND,
