@@ -4,7 +4,7 @@
 
     python bench/smtp.py [--probes 1000] [--concurrency 50] [--rounds 1]
                          [--workdir /tmp/mailprobe-bench-smtp] [--net 127.91.0.0/24]
-                         [--lab-dir DIR]
+                         [--lab-dir DIR] [--in-process]
 
 Starts a lab of its own (``WORKDIR/lab`` in ``--net`` or $MAILPROBE_LAB_NET), or uses a
 running one given with ``--lab-dir``. Then, for each tool in turn, it starts the tool as
@@ -216,6 +216,55 @@ async def drive(tool: Tool, target: str, probes: int, concurrency: int) -> dict[
     }
 
 
+async def in_process(lab: Lab, probes: int, concurrency: int) -> dict[str, Any]:
+    """The same probe as mailprobe's module, called directly in this process: no HTTP,
+    no exposition. Shows how much of /probe's cost is the probe itself."""
+    import resource
+
+    from exporters.dns.resolver import StubResolver
+    from exporters.dns.transport import Server
+    from exporters.result import Phase
+    from exporters.smtp.probe import ProbeSettings, probe_host
+
+    mx = lab.hosts["mx"]
+    resolver = StubResolver([Server(lab.resolver)], timeout=2.0)
+    settings = ProbeSettings(
+        port=25,
+        family="ipv4",
+        server_name=mx.name,
+        ehlo_name="prober.invalid",
+        dane="required",
+        ca_file=lab.ca_file,
+    )
+    slots = asyncio.Semaphore(concurrency)
+    ok = 0
+
+    async def one() -> None:
+        nonlocal ok
+        async with slots:
+            outcome = await probe_host(mx.address, settings, resolver, Phase())
+        ok += outcome.status.value == "ok"
+
+    def cpu() -> float:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+
+    await asyncio.gather(*(one() for _ in range(WARMUP)))
+    ok = 0
+    started, cpu0 = time.monotonic(), cpu()
+    await asyncio.gather(*(one() for _ in range(probes)))
+    wall, used = time.monotonic() - started, cpu() - cpu0
+    return {
+        "tool": "mailprobe probe_host in-process (no HTTP)",
+        "probes": probes,
+        "ok": ok,
+        "wall_seconds": round(wall, 3),
+        "probes_per_second": round(probes / wall, 1),
+        "cpu_seconds": round(used, 2),
+        "cpu_ms_per_probe": round(1000 * used / probes, 2),
+    }
+
+
 def debug_view(tool: Tool, target: str) -> str:
     answer = httpx.get(
         f"http://127.0.0.1:{tool.port}/probe",
@@ -252,6 +301,11 @@ def main() -> int:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/mailprobe-bench-smtp"))
     parser.add_argument("--net", default=os.environ.get("MAILPROBE_LAB_NET", "127.91.0.0/24"))
     parser.add_argument("--lab-dir", type=Path, help="use this running lab instead")
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="also time the probe function alone in this process (no HTTP, no exposition)",
+    )
     args = parser.parse_args()
     if shutil.which(BLACKBOX) is None:
         raise SystemExit(f"{BLACKBOX} is missing (Debian package {BLACKBOX})")
@@ -276,6 +330,8 @@ def main() -> int:
         for _ in range(args.rounds):
             for tool in tools:
                 results.append(asyncio.run(drive(tool, target, args.probes, args.concurrency)))
+        if args.in_process:
+            alone = asyncio.run(in_process(lab, args.probes, args.concurrency))
     finally:
         for tool in tools:
             tool.stop()
@@ -284,6 +340,12 @@ def main() -> int:
     for round_start in range(0, len(results), 2):
         print(table(results[round_start : round_start + 2]))
         print()
+    if args.in_process:
+        print(
+            f"{alone['tool']}: {alone['probes_per_second']} probes/s, "
+            f"{alone['cpu_ms_per_probe']} CPU ms/probe, {alone['ok']} ok\n"
+        )
+        results.append(alone)
     print(json.dumps(results, indent=2))
     return 0
 
