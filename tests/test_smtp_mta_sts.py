@@ -139,7 +139,7 @@ def test_stop_mta_sts_fails_in_run_and_metrics(lab: Lab, tmp_path: Path) -> None
     url = f"https://mta-sts.{lab.domain}/.well-known/mta-sts.txt"
     assert result["status"] == "fail"
     assert result["reason"] == (
-        f"MTA-STS policy {url} cannot be fetched: {lab.hosts['mtasts'].address}: connection refused"
+        f"https get: MTA-STS policy {url} cannot be fetched: {lab.hosts['mtasts'].address}: connection refused"
     )
     labels = {"kind": "smtp", "check": "mta_sts", "target": lab.domain}
     assert sample(text, "mailprobe_check_up", **labels) == 0.0

@@ -198,10 +198,10 @@ async def fetch_policy(
     try:
         addresses = await _addresses(resolver, host)
     except DnsError as exc:
-        out.reason = f"MTA-STS policy host {host}: {exc.reason}"
+        out.reason = f"resolve: MTA-STS policy host {host}: {exc.reason}"
         return out
     if not addresses:
-        out.reason = f"MTA-STS policy host {host} has no A or AAAA record"
+        out.reason = f"resolve: MTA-STS policy host {host} has no A or AAAA record"
         return out
     errors: list[str] = []
     for address in addresses:
@@ -213,7 +213,7 @@ async def fetch_policy(
             continue
         out.facts["mta_sts_policy_fetched"] = 1
         return out
-    out.reason = f"MTA-STS policy {url} cannot be fetched: {'; '.join(errors)}"
+    out.reason = f"https get: MTA-STS policy {url} cannot be fetched: {'; '.join(errors)}"
     return out
 
 
