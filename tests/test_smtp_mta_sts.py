@@ -3,12 +3,15 @@ real policy server, knot and unbound, with the state store remembering policies.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from pathlib import Path
 
+import pytest
+
 from exporters.dns.resolver import StubResolver
 from exporters.dns.transport import Server
-from exporters.result import Phase, Status
+from exporters.result import Outcome, Phase, Status
 from exporters.smtp.mta_sts import (
     MtaStsSettings,
     RememberedPolicy,
@@ -18,7 +21,9 @@ from exporters.smtp.mta_sts import (
 )
 from monitor.lab import Lab
 from monitor.state import StsPolicies
+from tests.dns_loopback import LoopbackDns, Zone
 from tests.lab_fixture import broken
+from tests.servers import LOOPBACK, LoopbackServer, TlsFiles
 from tests.smtpsec_lab import (
     lab_smtp_config,
     one_result,
@@ -139,7 +144,8 @@ def test_stop_mta_sts_fails_in_run_and_metrics(lab: Lab, tmp_path: Path) -> None
     url = f"https://mta-sts.{lab.domain}/.well-known/mta-sts.txt"
     assert result["status"] == "fail"
     assert result["reason"] == (
-        f"https get: MTA-STS policy {url} cannot be fetched: {lab.hosts['mtasts'].address}: connection refused"
+        f"https get: MTA-STS policy {url} cannot be fetched: "
+        f"{lab.hosts['mtasts'].address}: connection refused"
     )
     labels = {"kind": "smtp", "check": "mta_sts", "target": lab.domain}
     assert sample(text, "mailprobe_check_up", **labels) == 0.0
@@ -147,3 +153,114 @@ def test_stop_mta_sts_fails_in_run_and_metrics(lab: Lab, tmp_path: Path) -> None
     assert promtool_problems(text, "mailprobe_smtp_mta_sts_") == []
     fetched = sample(text, "mailprobe_smtp_mta_sts_policy_fetched", target=lab.domain)
     assert fetched == 0.0
+
+
+# ------------------------------------------- a misbehaving policy server on loopback
+POLICY_URL = "https://mta-sts.example.test/.well-known/mta-sts.txt"
+LAB_POLICY = "version: STSv1\r\nmode: enforce\r\nmx: mx.example.test\r\nmax_age: 604800\r\n"
+
+
+class PolicyServer(LoopbackServer):
+    """HTTPS on loopback answering the policy request as ``mode`` says."""
+
+    def __init__(self, tls: TlsFiles, mode: str, policy: str = LAB_POLICY) -> None:
+        super().__init__()
+        self.tls, self.mode, self.policy = tls, mode, policy
+
+    async def _start(self) -> None:
+        self._server = await asyncio.start_server(
+            self._handle, LOOPBACK, 0, ssl=self.tls.server_context()
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        if self.mode == "silent":
+            await reader.read()
+            return
+        headers, body = {"Content-Type": "text/plain"}, self.policy.encode()
+        status = "200 OK"
+        if self.mode == "redirect":
+            status, headers["Location"] = "301 Moved", "https://elsewhere.test/policy"
+        elif self.mode == "html":
+            headers["Content-Type"] = "text/html"
+        elif self.mode == "huge":
+            body = b"mx: filler.example.test\n" * 4096  # about 96 KiB
+        head = f"HTTP/1.1 {status}\r\nContent-Length: {len(body)}\r\nConnection: close\r\n"
+        head += "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        writer.write(head.encode() + b"\r\n" + body)
+        await writer.drain()
+
+
+def policy_zone() -> Zone:
+    zone = Zone(secure=True)
+    zone.add("example.test", "MX", "10 mx.example.test.")
+    zone.add("_mta-sts.example.test", "TXT", '"v=STSv1; id=1"')
+    zone.add("mta-sts.example.test", "A", "127.0.0.1")
+    return zone
+
+
+async def check_against(server: PolicyServer) -> Outcome:
+    settings = MtaStsSettings(
+        "example.test", ca_file=server.tls.ca_file, step_timeout=1.0, port=server.port
+    )
+    async with LoopbackDns(policy_zone()).running() as dns_server:
+        return await check_mta_sts(dns_server.resolver(), settings, None, Phase())
+
+
+@pytest.mark.parametrize(
+    ("mode", "why"),
+    [
+        (
+            "redirect",
+            "HTTP 301 to https://elsewhere.test/policy (senders do not follow redirects), not 200",
+        ),
+        ("html", "media type is 'text/html', not text/plain"),
+        ("huge", "policy longer than 65536 bytes"),
+        ("silent", "no answer within 1 s"),
+    ],
+)
+async def test_policy_server_misbehaviour_fails_with_its_reason(
+    tmp_path: Path, mode: str, why: str
+) -> None:
+    tls = TlsFiles.create(tmp_path, "mta-sts.example.test")
+    with PolicyServer(tls, mode) as server:
+        outcome = await check_against(server)
+    assert outcome.status is Status.FAIL
+    assert (
+        outcome.reason
+        == f"https get: MTA-STS policy {POLICY_URL} cannot be fetched: 127.0.0.1: {why}"
+    )
+    assert outcome.facts["mta_sts_policy_fetched"] == 0
+
+
+async def test_certificate_for_another_name_is_not_trusted(tmp_path: Path) -> None:
+    tls = TlsFiles.create(tmp_path, "www.example.test")
+    with PolicyServer(tls, "good") as server:
+        outcome = await check_against(server)
+    assert outcome.status is Status.FAIL
+    assert outcome.reason.startswith(
+        f"https get: MTA-STS policy {POLICY_URL} cannot be fetched: 127.0.0.1: "
+        "certificate not trusted: Hostname mismatch"
+    )
+
+
+async def test_an_mx_outside_the_patterns_fails_in_enforce_and_warns_in_testing(
+    tmp_path: Path,
+) -> None:
+    tls = TlsFiles.create(tmp_path, "mta-sts.example.test")
+    other = "version: STSv1\nmode: {mode}\nmx: *.other.test\nmax_age: 604800\n"
+    with PolicyServer(tls, "good", other.format(mode="enforce")) as server:
+        enforce = await check_against(server)
+    with PolicyServer(tls, "good", other.format(mode="testing")) as server:
+        testing = await check_against(server)
+    message = (
+        "MTA-STS policy of example.test does not cover MX mx.example.test (patterns: *.other.test)"
+    )
+    assert enforce.status is Status.FAIL
+    assert enforce.reason == message + ": STS senders will not deliver there"
+    assert testing.status is Status.WARN
+    assert testing.reason == (
+        "MTA-STS policy of example.test is in mode testing: senders report but deliver; " + message
+    )
+    assert enforce.facts["mta_sts_mx_uncovered"] == testing.facts["mta_sts_mx_uncovered"] == 1
