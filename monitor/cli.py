@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import traceback
 from collections.abc import Sequence
 from typing import NoReturn
 
@@ -76,5 +77,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.func(args)
     except KeyboardInterrupt:
         return 130
+    except Exception:
+        # A bug, not a finding: the traceback to report it, and 3 (unknown) rather than
+        # Python's 1, which Nagios would read from `run` as WARNING.
+        traceback.print_exc()
+        print("mailprobe: internal error (a bug); please report the traceback above",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_CANNOT_RUN
     sys.stdout.flush()
     return code

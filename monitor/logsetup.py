@@ -93,13 +93,22 @@ class RepeatLimiter(logging.Filter):
         return True
 
 
+OWN_LOGGERS = ("monitor", "exporters")
+"""The packages whose loggers follow --log-level; every other logger is a library's."""
+
+
 def setup_logging(level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(LogfmtFormatter())
     handler.addFilter(RepeatLimiter())
+    chosen = logging.getLevelName(level.upper())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    # asyncio and httpx are chatty at debug; keep them at warning unless asked.
+    # Libraries speak at warning and above unless debugging: their info lines
+    # (aioimaplib's "ignored untagged response", say) are not for a mailprobe user.
+    root.setLevel(chosen if chosen == logging.DEBUG else max(chosen, logging.WARNING))
+    for ours in OWN_LOGGERS:
+        logging.getLogger(ours).setLevel(chosen)
+    # asyncio and httpx are chatty even at debug: warning and above only.
     for noisy in ("asyncio", "httpx", "httpcore", "apscheduler"):
         logging.getLogger(noisy).setLevel(max(root.level, logging.WARNING))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -56,5 +57,17 @@ def test_run_on_the_lab_prints_only_its_own_lines(lab: Lab, tmp_path: Path) -> N
     config.write_text(written.stdout)
     done = mailprobe("run", "--config", str(config))
     assert done.returncode in (0, 1), done.stdout + done.stderr
-    assert all(line.startswith("mailprobe: ") for line in done.stderr.splitlines()), done.stderr
+    ours = re.compile(r"^(mailprobe: |ts=\S+ level=\w+ logger=(monitor|exporters)\.)")
+    assert all(ours.match(line) for line in done.stderr.splitlines()), done.stderr
     assert "Warning" not in done.stderr
+
+
+def test_run_against_the_system_trust_store_is_quiet(tmp_path: Path) -> None:
+    """No ca_file: the system bundle is loaded (Debian 12's holds roots with serial 0)."""
+    config = tmp_path / "c.yml"
+    config.write_text(
+        "defaults: {timeout: 1}\nsmtp: {targets: [{name: x, host: 127.0.0.1, port: 9}]}\n"
+    )
+    done = mailprobe("run", "--config", str(config))
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr == ""

@@ -6,7 +6,7 @@ import io
 import logging
 import time
 
-from monitor.logsetup import LogfmtFormatter, RepeatLimiter
+from monitor.logsetup import LogfmtFormatter, RepeatLimiter, setup_logging
 
 
 def logger_into(stream: io.StringIO, limiter: RepeatLimiter) -> logging.Logger:
@@ -46,3 +46,25 @@ def test_the_limiter_forgets_the_oldest_lines_beyond_its_bound() -> None:
     for number in range(1000):
         log.info("line %d", number)
     assert limiter.remembered == 10
+
+
+def test_libraries_speak_at_warning_unless_debugging() -> None:
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    names = ("monitor.x", "exporters.y", "aioimaplib.aioimaplib", "monitor", "exporters")
+    levels = {name: logging.getLogger(name).level for name in names}
+    try:
+        setup_logging("info")
+        assert logging.getLogger("monitor.x").isEnabledFor(logging.INFO)
+        assert logging.getLogger("exporters.y").isEnabledFor(logging.INFO)
+        library = logging.getLogger("aioimaplib.aioimaplib")
+        assert not library.isEnabledFor(logging.INFO) and library.isEnabledFor(logging.WARNING)
+        setup_logging("debug")
+        assert library.isEnabledFor(logging.DEBUG)
+        setup_logging("error")
+        assert not logging.getLogger("monitor.x").isEnabledFor(logging.WARNING)
+        assert not library.isEnabledFor(logging.WARNING)
+    finally:
+        root.handlers[:], root.level = saved
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)

@@ -12,12 +12,14 @@ import datetime as dt
 import enum
 import ipaddress
 import ssl
+import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import NameOID
 from cryptography.x509.verification import (
     Criticality,
@@ -213,7 +215,18 @@ def trust_store(ca_file: Path | None) -> Store:
 
 @lru_cache(maxsize=8)
 def _store(path: str, _mtime_ns: int) -> Store:
-    return Store(x509.load_pem_x509_certificates(Path(path).read_bytes()))
+    # Debian 12's bundle holds nine roots with serial number 0 (Go Daddy and Starfield
+    # G2 among them): RFC 5280 wants it positive, and cryptography warns on each load,
+    # two lines of stderr on every `mailprobe run` that checks against the system store.
+    # They are trust anchors the distribution ships, not ours to refuse: that one
+    # warning is ignored during this one load.
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore",
+            message="Parsed a serial number which wasn't positive",
+            category=CryptographyDeprecationWarning,
+        )
+        return Store(x509.load_pem_x509_certificates(Path(path).read_bytes()))
 
 
 def _is_address(name: str) -> bool:
