@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
 import ssl
 from collections.abc import Awaitable, Sequence
@@ -271,7 +272,7 @@ class ImapSession:
             ) from None
         except OSError as exc:
             self.broken = True
-            reason = exc.strerror or str(exc)
+            reason = exc.strerror or (os.strerror(exc.errno) if exc.errno else str(exc))
             raise ImapError("connect", f"cannot connect to {where}: {reason}") from None
         # aioimaplib answers the greeting with CAPABILITY in a task of its own, holding a
         # lock a cancelled waiter would have to take back: poll its state instead.

@@ -16,6 +16,7 @@ from typing import Any, TextIO
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from exporters.result import CheckResult, Kind, Status
 
@@ -89,11 +90,11 @@ def print_table(results: Sequence[CheckResult], console: Console) -> None:
         for r in sorted(rows, key=lambda r: (r.check, r.target)):
             style = _STYLE[r.status]
             table.add_row(
-                r.check,
-                r.target,
+                Text(r.check),
+                Text(r.target),
                 f"[{style}]{r.status.value}[/{style}]",
                 f"{r.duration_seconds:.2f}s",
-                r.reason,
+                Text(r.reason),  # plain text: a reason may quote "[/var/spool/...]"
             )
         console.print(table)
     counts = summary(results)

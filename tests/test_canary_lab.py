@@ -6,12 +6,13 @@ import imaplib
 import re
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from monitor.lab import Lab
 from tests.canary_helpers import canary_config, run_canary
-from tests.lab_fixture import imap_login, unique
+from tests.lab_fixture import broken, imap_login, unique
 
 ROUTES = ("inbound-forward", "outbound-submission", "outbound-submission-465")
 
@@ -102,3 +103,119 @@ def test_forged_canary_and_ordinary_mail_are_left_untouched(
     }
     assert after == before  # still there, flags unchanged (not even \Seen)
     assert all(b"\\Seen" not in flags for flags in after.values())
+
+
+def _one(
+    lab: Lab, tmp_path: Path, key_file: Path, route: str, deadline: float = 6, grace: float = 2
+) -> dict[str, Any]:
+    config = canary_config(lab, tmp_path, key_file, deadline=deadline, grace=grace)
+    done, results = run_canary(config, route)
+    assert route in results, done.stdout + done.stderr
+    return results[route]
+
+
+def test_stop_postfix_srs_is_late_then_lost_deferred_at_the_mx(
+    lab: Lab, tmp_path: Path, key_file: Path
+) -> None:
+    srs = f"{lab.hosts['srs'].name}[{lab.hosts['srs'].address}]:25"
+    mx_to_srs = f"deferred at mx: connect to {srs}: Connection refused"
+    with broken(lab, "stop-postfix-srs"):
+        first = _one(lab, tmp_path, key_file, "inbound-forward")
+        assert first["status"] == "fail" and first["facts"]["outcome"] == "pending"
+        assert first["reason"].startswith("late: not delivered"), first
+        assert mx_to_srs in first["reason"], first
+        time.sleep(2)  # past the first canary's deadline + grace
+        second = _one(lab, tmp_path, key_file, "inbound-forward")
+    earlier = second["facts"][f"earlier_{first['facts']['canary_id']}"]
+    assert earlier.startswith("lost: ") and mx_to_srs in earlier, second
+
+
+def test_stop_postsrsd_is_late_with_the_lookup_failure(
+    lab: Lab, tmp_path: Path, key_file: Path
+) -> None:
+    with broken(lab, "stop-postsrsd"):  # the MX waits ~9 s for postsrsd, then defers
+        result = _one(lab, tmp_path, key_file, "inbound-forward", deadline=15)
+    assert result["status"] == "fail" and result["reason"].startswith("late:"), result
+    # the lab shows the MX deferring the forward: its alias lookup goes through postsrsd
+    assert "deferred at" in result["reason"] and "4.3.0" in result["reason"], result
+
+
+def test_dkim_key_mismatch_is_delivered_with_dkim_fail_twice(
+    lab: Lab, tmp_path: Path, key_file: Path
+) -> None:
+    with broken(lab, "dkim-key-mismatch"):
+        result = _one(lab, tmp_path, key_file, "outbound-submission", deadline=15)
+    facts = result["facts"]
+    assert facts["outcome"] == "delivered" and result["status"] == "fail", result
+    assert facts["verify_authres_dkim"] is False and facts["verify_dkim_signature"] is False
+    assert f"dkim=fail (signature verification failed) header.d={lab.domain} per " \
+        f"{lab.hosts['world'].name}" in result["reason"]  # fmt: skip
+    assert "checked by mailprobe" in result["reason"]
+    assert facts["verify_authres_spf"] is True
+
+
+def test_spf_missing_srs_is_delivered_with_spf_fail(
+    lab: Lab, tmp_path: Path, key_file: Path
+) -> None:
+    with broken(lab, "spf-missing-srs"):
+        result = _one(lab, tmp_path, key_file, "inbound-forward", deadline=15)
+    facts = result["facts"]
+    assert facts["outcome"] == "delivered" and facts["verify_authres_spf"] is False, result
+    assert "spf=fail" in result["reason"]
+    assert facts["verify_dkim_signature"] is True
+
+
+def test_stop_dovecot_is_receiver_unreachable_not_lost(
+    lab: Lab, tmp_path: Path, key_file: Path
+) -> None:
+    with broken(lab, "stop-dovecot"):
+        result = _one(lab, tmp_path, key_file, "inbound-forward")
+    assert result["facts"]["outcome"] == "receiver_unreachable", result
+    assert result["reason"].startswith("receiver unreachable: IMAP connect on")
+    assert "refused" in result["reason"].lower()
+
+
+def test_submission_sasl_down_is_send_failed_auth_535(
+    lab: Lab, tmp_path: Path, key_file: Path
+) -> None:
+    with broken(lab, "submission-sasl-down"):
+        result = _one(lab, tmp_path, key_file, "outbound-submission")
+    facts = result["facts"]
+    assert facts["outcome"] == "send_failed" and facts["failure"] == "auth", result
+    assert facts["code"] == 535 and "535 5.7.8" in result["reason"]
+
+
+def test_mx_rejecting_all_as_spam_is_bounced_with_the_550(
+    lab: Lab, tmp_path: Path, key_file: Path
+) -> None:
+    with broken(lab, "mx-rejects-all-as-spam"):
+        result = _one(lab, tmp_path, key_file, "inbound-forward", deadline=15)
+    assert result["facts"]["outcome"] == "bounced", result
+    assert "550 5.7.1" in result["reason"] and "spam" in result["reason"]
+
+
+def test_world_filing_into_junk_is_delivered_junk(lab: Lab, tmp_path: Path, key_file: Path) -> None:
+    with broken(lab, "world-files-into-junk"):
+        result = _one(lab, tmp_path, key_file, "outbound-submission-465", deadline=15)
+    assert result["facts"]["outcome"] == "delivered" and result["facts"]["folder"] == "junk"
+    assert result["status"] == "warn" and "\\Junk" in result["reason"], result
+
+
+def test_world_deferring_all_is_late_deferred_towards_the_world(
+    lab: Lab, tmp_path: Path, key_file: Path
+) -> None:
+    with broken(lab, "world-defers-all"):
+        result = _one(lab, tmp_path, key_file, "outbound-submission")
+    world = f"{lab.hosts['world'].name}[{lab.hosts['world'].address}]:25"
+    assert result["reason"].startswith("late:"), result
+    assert f"deferred at submission -> {world}" in result["reason"]
+    assert "451 4.3.2" in result["reason"]
+
+
+def test_srs_listed_on_dnsbl_is_bounced_blocked_using_bl_test(
+    lab: Lab, tmp_path: Path, key_file: Path
+) -> None:
+    with broken(lab, "srs-listed-on-dnsbl"):
+        result = _one(lab, tmp_path, key_file, "inbound-forward", deadline=15)
+    assert result["facts"]["outcome"] == "bounced", result
+    assert "554 5.7.1" in result["reason"] and "blocked using bl.test" in result["reason"]

@@ -78,6 +78,7 @@ class Stats:
 
     outcomes: Counter[tuple[str, str]] = field(default_factory=Counter)
     events: Counter[tuple[str, str]] = field(default_factory=Counter)
+    send_failures: Counter[tuple[str, str]] = field(default_factory=Counter)
     sent: Counter[str] = field(default_factory=Counter)
     latency: Histogram = field(default_factory=lambda: Histogram(LATENCY_BUCKETS))
     detection: Histogram = field(default_factory=lambda: Histogram(HOP_BUCKETS))
@@ -217,8 +218,8 @@ class CanaryRuntime:
         self._finished: OrderedDict[str, Entry] = OrderedDict()
         self._changed = asyncio.Condition()
         self._judge_task: asyncio.Task[None] | None = None
-        self.resumed: list[Entry] = []
-        """Canaries of earlier runs that ended while this runtime started."""
+        self._sending: set[str] = set()
+        """Canaries still in the SMTP session: not judged until it ends."""
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -255,6 +256,14 @@ class CanaryRuntime:
             counts[entry.route] += 1
         return counts
 
+    def overdue_by_route(self) -> dict[str, int]:
+        now = self._clock()
+        counts = dict.fromkeys(self.routes, 0)
+        for entry in self._pending.values():
+            if now >= entry.deadline:
+                counts[entry.route] += 1
+        return counts
+
     # -- sending ----------------------------------------------------------------------
 
     async def send(self, route_name: str) -> Entry:
@@ -268,9 +277,13 @@ class CanaryRuntime:
         )  # fmt: skip
         await self.ledger.add(entry)
         self._pending[entry.id] = entry
+        self._sending.add(entry.id)
         self.stats.sent[route.name] += 1
         self.stats.last_sent[route.name] = entry.sent_at
-        result = await send_message(route.smtp, route.mail_from, route.rcpt_to, raw)
+        try:
+            result = await send_message(route.smtp, route.mail_from, route.rcpt_to, raw)
+        finally:
+            self._sending.discard(entry.id)
         await self._after_send(entry, result)
         return entry
 
@@ -285,7 +298,8 @@ class CanaryRuntime:
             await self.ledger.update_detail(entry)
             return
         entry.detail.update(failure=result.failure, reason=result.reason, code=result.code)
-        await self._finish(entry, Outcome.SEND_FAILED)
+        if await self._finish(entry, Outcome.SEND_FAILED):
+            self.stats.send_failures[(entry.route, result.failure or "connect")] += 1
 
     # -- receiving --------------------------------------------------------------------
 
@@ -372,13 +386,13 @@ class CanaryRuntime:
         for entry in list(self._pending.values()):
             route = self.routes[entry.route]
             watcher = self.watchers[route.mailbox]
-            if not watcher.scanned.is_set():
-                continue  # wait for the first scan: it may find this canary
+            if not watcher.scanned.is_set() or entry.id in self._sending:
+                continue  # the first scan may find it; a send in progress may fail
             if self.trail is not None:
                 bounced = self.trail.bounced(entry.message_id)
                 if bounced is not None:
                     entry.detail.update(
-                        reason=f"bounced: {bounced.response}", where=bounced.describe(now),
+                        reason=f"bounced: {bounced.describe(now)}", where=bounced.describe(now),
                         status=bounced.dsn,
                     )  # fmt: skip
                     await self._finish(entry, Outcome.BOUNCED)
@@ -405,10 +419,10 @@ class CanaryRuntime:
     def _where(self, entry: Entry, now: float) -> None:
         if self.trail is None:
             return
-        stop = self.trail.where(entry.message_id)
-        if stop is not None:
-            entry.detail["where"] = stop.describe(now)
-        elif self.trail is not None:
+        where = self.trail.where(entry.message_id)
+        if where is not None:
+            entry.detail["where"] = where
+        elif "where" not in entry.detail:  # else keep what an earlier run saw in the logs
             entry.detail["where"] = "no line with its Message-ID in the followed logs"
 
     async def _finish(self, entry: Entry, outcome: Outcome) -> bool:
@@ -436,14 +450,15 @@ class CanaryRuntime:
     async def wait(
         self, ident: str, until: float, progress: Callable[[Entry], None] | None = None
     ) -> Entry:
-        """Wait until the canary ``ident`` has an outcome or the clock passes ``until``."""
+        """Wait until the canary ``ident`` has an outcome, or is overdue (its deadline was
+        judged: ``where`` is known), or the clock passes ``until``."""
         while True:
             entry = self.entry(ident)
             if entry is None:
                 raise KeyError(ident)
             if progress is not None:
                 progress(entry)
-            if not entry.pending or self._clock() >= until:
+            if not entry.pending or entry.detail.get("overdue") or self._clock() >= until:
                 return entry
             async with self._changed:
                 with contextlib.suppress(TimeoutError):

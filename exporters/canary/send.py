@@ -175,7 +175,8 @@ async def send_message(
             return SendResult(
                 "failed", "tls", f"TLS handshake with {route.where} failed: {cause.reason or cause}"
             )
-        return SendResult("failed", kind, f"{route.where}: {phase} failed: {type(exc).__name__}")
+        words = str(exc) or type(exc).__name__
+        return SendResult("failed", kind, f"{route.where}: {phase} failed: {words}")
     finally:
         if smtp is not None and smtp.is_connected:
             smtp.close()

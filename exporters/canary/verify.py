@@ -148,10 +148,11 @@ def _check_authres(msg: Message, expect: Expectations, report: Report) -> None:
                 )
             )
             continue
-        ok = any(str(r.result).lower() == wanted.lower() for r in mine)
-        shown = _describe(
-            mine[0] if not ok else next(r for r in mine if str(r.result).lower() == wanted.lower())
-        )
+        # Every result of the method must agree: a receiver may run two checkers (the
+        # lab's opendmarc and policyd-spf both report spf), and one failing is a failure.
+        wrong = [r for r in mine if str(r.result).lower() != wanted.lower()]
+        ok = not wrong
+        shown = _describe(wrong[0] if wrong else mine[0])
         report.verifications.append(
             Verification(f"authres_{method}", ok, f"{shown} per {expect.authserv_id}")
         )

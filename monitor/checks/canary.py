@@ -21,6 +21,9 @@ from monitor.config.canary import CanaryRoute
 SEND_ALLOWANCE = 60.0
 """Seconds a check may spend beyond the route's deadline (sending, the last IMAP scan)."""
 
+JUDGE_ALLOWANCE = 5.0
+"""Seconds past the deadline a check waits for the runtime to judge it (overdue, where)."""
+
 Progress = Callable[[str, str], None]
 """``progress(route, text)``: the run command shows it on a terminal."""
 
@@ -70,7 +73,7 @@ async def _round_trip(config: Config, route: CanaryRoute, phase: Phase) -> Check
             left = max(0.0, current.deadline - time.time())
             _show(route.name, f"{current.state}, {left:.0f} s to deadline")
 
-        entry = await runtime.wait(entry.id, entry.deadline, progress)
+        entry = await runtime.wait(entry.id, entry.deadline + JUDGE_ALLOWANCE, progress)
         earlier = [e for e in runtime.finished_since(route.name, started - 1) if e.id != entry.id]
     finally:
         await service.release()
@@ -127,6 +130,6 @@ def judge(entry: Entry, earlier: list[Entry] | None = None) -> CheckOutcome:
     reason = str(d.get("reason") or state)
     if state == Outcome.SEND_FAILED:
         reason = f"send_failed: {d.get('failure')}: {d.get('reason')}"
-    if where and "where" not in reason:
+    if where and d["where"] not in reason:
         reason += where
     return CheckOutcome.fail(reason, facts, detail)

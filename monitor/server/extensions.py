@@ -27,8 +27,10 @@ from typing import Protocol
 
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from monitor.canary.service import service_for
 from monitor.config import Config
 from monitor.dmarc.service import DmarcIngestion
+from monitor.metrics.canary import CanaryCollector
 from monitor.server.log_following import LogFollowing
 
 log = logging.getLogger(__name__)
@@ -77,12 +79,25 @@ def _dmarc_extension(config: Config) -> Extension:
     return Extension(services=[ingestion], collectors=[ingestion.collector])
 
 
+def _canary_extension(config: Config) -> Extension:
+    """The canary watchers and ledger (shared with the canary checks), and their metrics."""
+    if not config.canary.routes:
+        return Extension()
+    service = service_for(config)
+    return Extension(services=[service], collectors=[CanaryCollector(service)])
+
+
 EXTENSIONS: tuple[ExtensionSpec, ...] = (
     ExtensionSpec(
         "logs", settings=lambda config: (config.logs, config.state_dir), build=_log_extension
     ),
     ExtensionSpec(
         "dmarc", settings=lambda config: (config.dmarc, config.state_dir), build=_dmarc_extension
+    ),
+    ExtensionSpec(
+        "canary",
+        settings=lambda config: (config.canary, config.logs, config.state_dir, config.dns),
+        build=_canary_extension,
     ),
 )
 
