@@ -117,7 +117,8 @@ def trusted_results(msg: Message, authserv_id: str) -> list[authres.Authenticati
 
 
 def _describe(result: authres.AuthenticationResult) -> str:
-    reason = f" ({result.reason})" if result.reason else ""
+    words = result.reason or result.result_comment
+    reason = f" ({words})" if words else ""
     props = " ".join(
         f"{p.type}.{p.name}={p.value}" for p in result.properties if p.name in ("d", "from")
     )

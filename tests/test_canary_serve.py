@@ -1,0 +1,119 @@
+"""Canaries in `mailprobe serve`: /metrics, and a kill -9 with canaries in flight."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+from monitor.lab import Lab
+from monitor.state import STATE_FILE_NAME
+from tests.canary_helpers import canary_config
+from tests.lab_fixture import broken
+from tests.servers import ServeProcess
+from tests.test_serve import eventually, metric, scrape, scrape_until
+
+ROUTES = ("inbound-forward", "outbound-submission", "outbound-submission-465")
+
+
+def ledger(state_dir: Path) -> dict[str, tuple[str, float | None]]:
+    """id -> (state, finished_at) of every canary in the state file."""
+    conn = sqlite3.connect(f"file:{state_dir / STATE_FILE_NAME}?mode=ro", uri=True, timeout=5)
+    try:
+        rows = conn.execute("SELECT id, state, finished_at FROM canary_ledger").fetchall()
+    finally:
+        conn.close()
+    return {str(i): (str(s), f) for i, s, f in rows}
+
+
+def flush_queues(lab: Lab) -> None:
+    """Ask the fleet's Postfix instances to retry their deferred mail now."""
+    for instance in ("mx", "srs", "submission", "world"):
+        subprocess.run(
+            ["postqueue", "-c", str(lab.postfix_config_dir(instance)), "-f"],
+            capture_output=True, timeout=20, check=False,
+        )  # fmt: skip
+
+
+def test_metrics_show_outcomes_reasons_and_verifications(lab: Lab, tmp_path: Path) -> None:
+    config = canary_config(
+        lab, tmp_path, tmp_path / "canary.key", deadline=15,
+        routes={r: {"schedule": {"interval": 3600}} for r in ROUTES},
+    )  # fmt: skip
+    with broken(lab, "submission-sasl-down"), ServeProcess(config) as serve:
+        serve.wait_listening()
+        text = scrape_until(
+            serve,
+            lambda t: sum(
+                metric(t, "mailprobe_canary_outcomes_total", route=r, outcome=o) or 0
+                for r in ROUTES for o in ("delivered", "send_failed")
+            ) >= 3,
+            timeout=40,
+            what="an outcome for each route",
+        )  # fmt: skip
+        serve.signal(signal.SIGTERM)
+        serve.wait(timeout=15)
+    forward = {"route": "inbound-forward"}
+    assert metric(text, "mailprobe_canary_outcomes_total", outcome="delivered", **forward) == 1
+    assert metric(text, "mailprobe_canary_outcomes_total", outcome="lost", **forward) == 0
+    for route in ("outbound-submission", "outbound-submission-465"):
+        labels = {"route": route}
+        assert metric(text, "mailprobe_canary_outcomes_total", outcome="send_failed", **labels) == 1
+        assert metric(text, "mailprobe_canary_send_failures_total", reason="auth", **labels) == 1
+    assert metric(text, "mailprobe_canary_verification_ok", check="dkim_signature", **forward) == 1
+    assert metric(text, "mailprobe_canary_verification_ok", check="return_path", **forward) == 1
+    assert metric(text, "mailprobe_canary_mailbox_up", mailbox="world") == 1
+    assert metric(text, "mailprobe_canary_delivery_latency_seconds_count", **forward) == 1
+    assert (metric(text, "mailprobe_canary_last_delivered_timestamp_seconds", **forward) or 0) > (
+        time.time() - 120
+    )
+
+
+def test_kill_9_with_canaries_in_flight_then_restart_ends_each_in_one_outcome(
+    lab: Lab, tmp_path: Path
+) -> None:
+    config = canary_config(
+        lab, tmp_path, tmp_path / "canary.key", deadline=120, grace=60,
+        routes={r: {"schedule": {"interval": 3600}} for r in ROUTES},
+    )  # fmt: skip
+    state_dir = tmp_path / "state"
+    with broken(lab, "world-defers-all"), ServeProcess(config) as first:
+        first.wait_listening()
+        scrape_until(
+            first,
+            lambda t: (
+                sum(metric(t, "mailprobe_canary_in_flight", route=r) or 0 for r in ROUTES) >= 3
+            ),
+            timeout=30,
+            what="three canaries in flight",
+        )
+        first.signal(signal.SIGKILL)
+        first.wait(timeout=10)
+    in_flight = {i for i, (state, _) in ledger(state_dir).items() if state == "pending"}
+    assert len(in_flight) == 3
+    restarted = time.time()
+    flush_queues(lab)
+    with ServeProcess(config) as second:
+        second.wait_listening()
+
+        def all_done() -> dict[str, tuple[str, float | None]] | None:
+            flush_queues(lab)
+            rows = ledger(state_dir)
+            return rows if all(rows[i][0] != "pending" for i in in_flight) else None
+
+        rows = eventually(all_done, timeout=90, what="the killed run's canaries to end")
+        text = scrape(second)
+        second.signal(signal.SIGTERM)
+        second.wait(timeout=15)
+    for ident in in_flight:
+        assert rows[ident][0] in ("delivered", "late"), rows[ident]
+    # each canary finished by the second process is counted there once, and only once
+    finished_here = sum(1 for s, f in rows.values() if s != "pending" and f and f >= restarted)
+    counted = sum(
+        metric(text, "mailprobe_canary_outcomes_total", route=r, outcome=o) or 0
+        for r in ROUTES
+        for o in ("delivered", "late", "lost", "bounced", "send_failed", "receiver_unreachable")
+    )
+    assert counted == finished_here >= 3
