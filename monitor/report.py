@@ -81,7 +81,10 @@ def print_table(results: Sequence[CheckResult], console: Console) -> None:
         rows = [r for r in results if r.kind is kind]
         if not rows:
             continue
-        table = Table(title=kind.value, title_justify="left", expand=False)
+        # The title on a line of its own: as a table title rich pads it to the table's
+        # width, trailing blanks in every piped report.
+        console.print(kind.value, style="italic")
+        table = Table(expand=False)
         table.add_column("check")
         table.add_column("target")
         table.add_column("status")

@@ -138,6 +138,7 @@ def test_piped_table_keeps_every_value_whole(tmp_path: Path) -> None:
     (result,) = json.loads(document.stdout)["results"]
     rows = [line for line in text.stdout.splitlines() if name in line]
     assert len(rows) == 1 and result["reason"] in rows[0]
+    assert all(line == line.rstrip() for line in text.stdout.splitlines())
     assert name not in narrow.stdout  # $COLUMNS is followed when set
     assert max(len(line) for line in narrow.stdout.splitlines()) <= 60
 
