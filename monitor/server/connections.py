@@ -173,10 +173,6 @@ class ConnectionGuard(Collector):
 
         self._middleware: Middleware = middleware
 
-    @property
-    def open_connections(self) -> int:
-        return len(self._open)
-
     # -- listening -------------------------------------------------------------------
 
     async def start(
