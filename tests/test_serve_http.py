@@ -10,13 +10,14 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import bcrypt
 import httpx
 import pytest
 
-from tests.servers import LOOPBACK, ServeProcess, TlsFiles
+from tests.servers import LOOPBACK, ServeProcess, SilentServer, TlsFiles
 from tests.test_serve import metric, scrape_until, write_config
 
 
@@ -345,3 +346,44 @@ def test_tls_handshakes_are_bounded_by_the_header_timeout(tmp_path: Path) -> Non
         )
         for sock in (silent, half_hello, shaken):
             sock.close()
+
+
+def test_when_every_connection_is_busy_a_new_one_is_refused(tmp_path: Path) -> None:
+    with SilentServer() as hang:
+        config = write_config(
+            tmp_path / "mailprobe.yml",
+            {
+                "web": {"max_connections": 2},
+                "smtp": {"modules": {"plain": {"tls": "none", "timeout": 4}}},
+            },
+        )
+        with ServeProcess(config) as serve:
+            serve.wait_listening()
+            probe = f"http://{serve.listen}/probe?target={LOOPBACK}:{hang.port}&module=plain"
+            answers: list[int] = []
+
+            def slow_probe() -> None:
+                answers.append(httpx.get(probe, timeout=30).status_code)
+
+            probes = [threading.Thread(target=slow_probe) for _ in range(2)]
+            for thread in probes:
+                thread.start()
+            assert wait_until(lambda: hang.connections == 2, 10), "the probes did not start"
+            # Both connections have a request in progress: none can make room.
+            with pytest.raises(httpx.TransportError):
+                httpx.get(f"http://{serve.listen}/-/healthy", timeout=5)
+            for thread in probes:
+                thread.join(timeout=30)
+            assert answers == [200, 200]
+            text = httpx.get(f"http://{serve.listen}/metrics", timeout=5).text
+            assert metric(text, "mailprobe_http_connections_dropped_total", reason="refused") == 1
+            assert metric(text, "mailprobe_http_connections_dropped_total", reason="evicted") == 0
+
+
+def wait_until(condition: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
