@@ -35,7 +35,7 @@ from exporters.canary.send import SendResult, SmtpRoute, send_message
 from exporters.canary.token import HEADER, MARKER, Signer
 from exporters.canary.trail import CanaryTrail
 from exporters.canary.verify import Expectations, FetchTxt, Report, verify_delivery
-from exporters.imap import FetchedMessage, ImapEndpoint, ImapError, ImapSession
+from exporters.imap import FETCH_BATCH, FetchedMessage, ImapEndpoint, ImapError, ImapSession
 from exporters.postfix_logs.histogram import Histogram
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,8 @@ HOP_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600)
 MAX_HOPS = 8
 JUDGE_INTERVAL = 0.25
 IDLE_QUIET = 60.0
+BUSY_RESCAN = 1.0
+"""Seconds between scans while canaries of the mailbox are in flight, IDLE or not."""
 """IDLE cycle while no canary of a mailbox is in flight."""
 MAX_BACKOFF = 60.0
 KEEP_FINISHED = 2000
@@ -157,10 +159,18 @@ class MailboxWatcher:
         last_junk_look = time.monotonic()
         while True:
             busy = self._runtime.in_flight(self.settings.name) > 0
-            wait = self.settings.junk_poll if busy and junk else IDLE_QUIET
-            if await session.wait_for_change(wait):
-                await self._scan(session, "INBOX", seen)
-            if junk is not None and (busy or time.monotonic() - last_junk_look > IDLE_QUIET):
+            wait = min(BUSY_RESCAN, self.settings.junk_poll) if busy else IDLE_QUIET
+            changed = await session.wait_for_change(wait)
+            # While canaries are in flight, scan after every IDLE cycle too: an EXISTS
+            # the server sent with another command's response (a MOVE, a SEARCH) is not
+            # repeated in the next IDLE, and aioimaplib drops some untagged responses.
+            if changed or busy:
+                while await self._scan(session, "INBOX", seen):
+                    pass  # mail came in bursts: look again until a scan finds nothing
+            junk_due = time.monotonic() - last_junk_look >= (
+                self.settings.junk_poll if busy else IDLE_QUIET
+            )
+            if junk is not None and junk_due:
                 last_junk_look = time.monotonic()
                 uidnext = await session.uidnext(junk)
                 if uidnext != junk_next:
@@ -169,11 +179,12 @@ class MailboxWatcher:
                     await self._scan(session, junk, seen)
                     await session.select("INBOX")
 
-    async def _scan(self, session: ImapSession, folder: str, seen: dict[str, int]) -> None:
+    async def _scan(self, session: ImapSession, folder: str, seen: dict[str, int]) -> bool:
+        """Judge the folder's canary-like messages not seen yet; True if there were any."""
         async with self._scanning:
-            await self._scan_locked(session, folder, seen)
+            return await self._scan_locked(session, folder, seen)
 
-    async def _scan_locked(self, session: ImapSession, folder: str, seen: dict[str, int]) -> None:
+    async def _scan_locked(self, session: ImapSession, folder: str, seen: dict[str, int]) -> bool:
         last = seen.get(folder, 0)
         uids = [
             u
@@ -181,17 +192,24 @@ class MailboxWatcher:
             if u > last
         ]
         if not uids:
-            return
+            return False
         remove: list[int] = []
-        for fetched in await session.fetch(uids):
-            if await self._runtime.on_message(self.settings.name, folder, fetched):
-                remove.append(fetched.uid)
+        fetched: list[tuple[FetchedMessage, float]] = []
+        for start in range(0, len(uids), FETCH_BATCH):  # fetch all first: seen = fetched
+            batch = await session.fetch(uids[start : start + FETCH_BATCH])
+            detected = self._runtime.now()
+            fetched.extend((f, detected) for f in batch)
+        judged = await asyncio.gather(
+            *(self._runtime.on_message(self.settings.name, folder, f, at) for f, at in fetched)
+        )
+        remove.extend(f.uid for (f, _at), ours in zip(fetched, judged, strict=True) if ours)
         seen[folder] = max(uids)
         if remove:
             if self.settings.archive_folder:
                 await session.move(remove, self.settings.archive_folder)
             else:
                 await session.delete(remove)
+        return True
 
 
 class CanaryRuntime:
@@ -303,9 +321,14 @@ class CanaryRuntime:
 
     # -- receiving --------------------------------------------------------------------
 
-    async def on_message(self, mailbox: str, folder: str, fetched: FetchedMessage) -> bool:
-        """Judge one fetched message; True if it is ours and may be removed."""
-        detected = self._clock()
+    def now(self) -> float:
+        return self._clock()
+
+    async def on_message(
+        self, mailbox: str, folder: str, fetched: FetchedMessage, detected: float
+    ) -> bool:
+        """Judge one fetched message (fetched at ``detected``); True if it is ours and may
+        be removed."""
         msg = email.message_from_bytes(fetched.raw, policy=email.policy.compat32)
         header = msg.get(HEADER)
         token = self.signer.verify(_decoded(header)) if header is not None else None
@@ -351,6 +374,7 @@ class CanaryRuntime:
             folder_name=folder,
             latency=round(latency, 3),
             detection=round(max(0.0, detected - stored), 3),
+            detected_at=detected,
             verifications=[
                 {"name": v.name, "ok": v.ok, "detail": v.detail} for v in report.verifications
             ],

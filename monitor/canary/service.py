@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from monitor.state.canary_ledger import CanaryLedger
 
 log = logging.getLogger(__name__)
 
+KEY_CACHE_SECONDS = 30.0
 FOLLOW_READY_SECONDS = 2.0
 """How long ``start`` waits for the log files to be open before sending anyway."""
 
@@ -161,15 +163,23 @@ def _txt_lookup(config: Config) -> Any:
         retries=config.dns.retries,
     )
 
+    cache: dict[str, tuple[float, bytes | None]] = {}
+
     async def fetch_txt(name: str) -> bytes | None:
+        """The key record, asked again after KEY_CACHE_SECONDS: a burst of canaries costs
+        one lookup, and a key changed in DNS is noticed within that time."""
+        now = time.monotonic()
+        cached = cache.get(name)
+        if cached is not None and now - cached[0] < KEY_CACHE_SECONDS:
+            return cached[1]
         try:
             answer = await resolver.query(name, "TXT")
         except DnsError:
-            return None
+            return None  # not cached: the next canary asks again
         records = answer.records
-        if not records:
-            return None
-        return b"".join(b"".join(r.strings) for r in records)  # type: ignore[attr-defined]
+        value = b"".join(b"".join(r.strings) for r in records) if records else None  # type: ignore[attr-defined]
+        cache[name] = (now, value)
+        return value
 
     return fetch_txt
 
