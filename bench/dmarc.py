@@ -9,7 +9,7 @@ addresses and 10 reporters, a third of them gzipped, all for ``example.test``. T
 interleaved, ``--rounds`` times each (the best round counts; the machine is shared):
 
 * ``mailprobe dmarc import DIR`` into a fresh state file (parse, check, store in SQLite),
-  with its default two parser workers;
+  once per ``--workers`` value (parser worker processes; default 1 and 2);
 * ``parsedmarc --offline -s -o OUT DIR`` (parse, write aggregate.json/csv), one process
   as its CLI runs by default.
 
@@ -33,6 +33,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,11 +131,11 @@ def run_command(command: list[str], stdout: Path) -> Run:
     return Run(wall, float(user) + float(system), int(max_kb) / 1024, peak[0] / 1024)
 
 
-def run_ours(reports: Path, work: Path, count: int) -> Run:
+def run_ours(reports: Path, work: Path, count: int, workers: int) -> Run:
     state = work / "state"
     shutil.rmtree(state, ignore_errors=True)
     config = work / "mailprobe.yml"
-    config.write_text(f"state_dir: {state}\ndmarc:\n  domains: [{DOMAIN}]\n")
+    config.write_text(f"state_dir: {state}\ndmarc:\n  domains: [{DOMAIN}]\n  workers: {workers}\n")
     out = work / "ours.json"
     result = run_command(
         [
@@ -157,7 +158,7 @@ def run_ours(reports: Path, work: Path, count: int) -> Run:
     return result
 
 
-def run_parsedmarc(reports: Path, work: Path, count: int) -> Run:
+def run_parsedmarc(reports: Path, work: Path, count: int, _workers: int = 0) -> Run:
     output = work / "parsedmarc-out"
     shutil.rmtree(output, ignore_errors=True)
     parsedmarc = Path(sys.executable).with_name("parsedmarc")
@@ -176,6 +177,9 @@ def main() -> int:
     parser.add_argument("--reports", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/mailprobe-bench-dmarc"))
+    parser.add_argument(
+        "--workers", type=int, nargs="+", default=[1, 2], help="mailprobe parser workers to run"
+    )
     args = parser.parse_args()
     if shutil.which(TIME) is None:
         print("needs GNU time (Debian package time)", file=sys.stderr)
@@ -184,11 +188,14 @@ def main() -> int:
     reports = work / f"reports-{args.reports}"
     if not reports.is_dir():
         generate(reports, args.reports)
-    tools = {"mailprobe dmarc import": run_ours, "parsedmarc --offline": run_parsedmarc}
+    tools: dict[str, tuple[Callable[[Path, Path, int, int], Run], int]] = {
+        f"mailprobe ({n} worker{'s' if n > 1 else ''})": (run_ours, n) for n in args.workers
+    }
+    tools["parsedmarc --offline"] = (run_parsedmarc, 0)
     best: dict[str, Run] = {}
     for _ in range(args.rounds):
-        for name, runner in tools.items():
-            run = runner(reports, work, args.reports)
+        for name, (runner, workers) in tools.items():
+            run = runner(reports, work, args.reports, workers)
             if name not in best or run.wall < best[name].wall:
                 best[name] = run
     base = best["parsedmarc --offline"]
@@ -202,13 +209,15 @@ def main() -> int:
             f"{name:<24} {args.reports / run.wall:>10.1f} {run.wall:>8.2f} {run.cpu:>7.2f}"
             f" {run.rss_mb:>12.1f} {run.tree_mb:>13.1f}"
         )
-    ours = best["mailprobe dmarc import"]
-    print(
-        f"mailprobe / parsedmarc: {base.wall / ours.wall:.2f} x the reports/s, "
-        f"{ours.rss_mb / base.rss_mb:.2f} x the peak RSS (largest process), "
-        f"{ours.tree_mb / base.tree_mb:.2f} x the tree peak, "
-        f"{ours.cpu / base.cpu:.2f} x the CPU time"
-    )
+    for name, run in best.items():
+        if name == "parsedmarc --offline":
+            continue
+        print(
+            f"{name} / parsedmarc: {base.wall / run.wall:.2f} x the reports/s, "
+            f"{run.rss_mb / base.rss_mb:.2f} x the peak RSS (largest process), "
+            f"{run.tree_mb / base.tree_mb:.2f} x the tree peak, "
+            f"{run.cpu / base.cpu:.2f} x the CPU time"
+        )
     return 0
 
 

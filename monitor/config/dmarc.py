@@ -35,9 +35,9 @@ class DmarcLimits(Strict):
     """A mail or report file above this is refused unread."""
     max_report_bytes: int = Field(default=10 * MIB, ge=1024)
     """A report after decompression; zip and gzip bombs stop here."""
-    max_records: int = Field(default=10_000, ge=1)
-    """Records in one aggregate report (parsedmarc holds a report in memory: about 7 KB
-    per record, so 10,000 records peak near 130 MB; docs/dmarc.md)."""
+    max_records: int = Field(default=5_000, ge=1)
+    """Records in one aggregate report (parsedmarc holds a report in memory, about 7 KB a
+    record: a parser worker peaks near 95 MB at 5,000 records; docs/dmarc.md)."""
 
 
 class Spoofing(Strict):
@@ -80,8 +80,9 @@ class DmarcSection(Strict):
     top_reporters: int = Field(default=20, ge=1, le=200)
     """Reporters named in metric labels, in order of first report; later ones are `other`."""
     limits: DmarcLimits = DmarcLimits()
-    workers: int = Field(default=2, ge=1, le=32)
-    """Parser processes."""
+    workers: int = Field(default=1, ge=1, le=32)
+    """Parser processes beside the main one (each holds parsedmarc, about 60 MB, plus up to
+    one report; docs/performance.md)."""
     in_flight: int = Field(default=8, ge=1, le=256)
     """Items read and not yet stored at once (bounds memory with the size limits)."""
 
