@@ -176,11 +176,13 @@ smtp:
 
 
 class DataServer(LoopbackServer):
-    """Speaks SMTP up to DATA, then misbehaves as ``after_data`` says."""
+    """Speaks SMTP up to DATA (with the replies in ``replies`` by verb), then misbehaves
+    as ``after_data`` says."""
 
-    def __init__(self, after_data: str) -> None:
+    def __init__(self, after_data: str, replies: dict[bytes, bytes] | None = None) -> None:
         super().__init__()
         self.after_data = after_data
+        self.replies = replies or {}
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(b"220 hostile.test ESMTP\r\n")
@@ -190,7 +192,14 @@ class DataServer(LoopbackServer):
                 writer.write(b"354 go ahead\r\n")
                 await writer.drain()
                 break
-            writer.write(b"250 ok\r\n" if verb != b"QUIT" else b"221 bye\r\n")
+            default = b"250 ok" if verb != b"QUIT" else b"221 bye"
+            writer.write(self.replies.get(verb, default) + b"\r\n")
+            await writer.drain()
+        if self.after_data == "slow-smuggling":
+            # Ended DATA at the bare <LF>.<LF> but answered late: the reply to it comes
+            # after the proper end, and the stray "." line gets its own.
+            await reader.readuntil(b"\r\n.\r\n")
+            writer.write(b"250 2.0.0 queued\r\n502 5.5.2 Error: command not recognized\r\n")
             await writer.drain()
         if self.after_data == "refuse-bare-lf":
             await reader.readuntil(b"\n.\n")
@@ -243,3 +252,62 @@ async def test_bare_lf_refused_before_the_end_is_ambiguous_and_warns() -> None:
         "at it and refused the message; the probe cannot tell which"
     )
     assert "security_exposed" not in outcome.facts
+
+
+async def test_bare_lf_answered_late_twice_is_smuggling() -> None:
+    with DataServer("slow-smuggling") as server:
+        outcome = await probe_bare_lf(hostile(server.port), BareLfProbe("sink@x.test"), Phase())
+    assert outcome.status is Status.FAIL
+    assert outcome.reason.startswith(
+        f"127.0.0.1:{server.port} ended DATA at a bare <LF>.<LF> or <LF>.<CR><LF> "
+        "(answered after the proper end, then again: 250 2.0.0 queued)"
+    )
+    assert outcome.facts["security_exposed"] == 1
+
+
+RELAY = RelayProbe("a@outside.test", "c@foreign.test")
+
+
+@pytest.mark.parametrize(
+    ("replies", "status", "reason"),
+    [
+        (
+            {b"RCPT": b"451 4.3.0 try later"},
+            Status.WARN,
+            "{where} deferred RCPT TO:<c@foreign.test> with 451 4.3.0 try later (rcpt to): "
+            "relaying neither refused nor accepted",
+        ),
+        (
+            {b"RCPT": b"550 5.1.2 <c@foreign.test>: Recipient address rejected: Domain not found"},
+            Status.WARN,
+            "{where} refused RCPT TO:<c@foreign.test> for its address (550 5.1.2 "
+            "<c@foreign.test>: Recipient address rejected: Domain not found), not as "
+            "relaying (rcpt to): use a recipient in a domain that exists",
+        ),
+        (
+            {b"MAIL": b"553 5.7.1 sender rejected"},
+            Status.WARN,
+            "{where} refused MAIL FROM:<a@outside.test> with 553 5.7.1 sender rejected "
+            "(mail from): relaying was not tested; configure another mail_from",
+        ),
+        ({b"RCPT": b"554 5.7.1 Relay access denied"}, Status.OK, ""),
+    ],
+)
+async def test_relay_probe_tells_refused_from_undecided(
+    replies: dict[bytes, bytes], status: Status, reason: str
+) -> None:
+    with DataServer("silent", replies) as server:
+        outcome = await probe_open_relay(hostile(server.port), RELAY, Phase())
+    assert outcome.status is status
+    assert outcome.reason == reason.format(where=f"127.0.0.1:{server.port}")
+    assert outcome.facts.get("security_exposed") == (0 if status is Status.OK else None)
+
+
+async def test_plaintext_auth_deferred_is_undecided() -> None:
+    with DataServer("silent", {b"AUTH": b"454 4.7.0 temporary authentication failure"}) as server:
+        outcome = await probe_plaintext_auth(hostile(server.port), Phase())
+    assert outcome.status is Status.WARN
+    assert outcome.reason == (
+        f"127.0.0.1:{server.port} deferred AUTH PLAIN before STARTTLS with 454 4.7.0 "
+        "temporary authentication failure (auth before starttls): neither refused nor accepted"
+    )
