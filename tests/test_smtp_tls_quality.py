@@ -224,6 +224,26 @@ async def test_a_worker_that_hangs_is_killed_at_the_deadline(tmp_path: Path) -> 
         os.kill(int(pid_file.read_text()), 0)
 
 
+async def test_a_worker_that_floods_its_output_is_cut(tmp_path: Path) -> None:
+    flooding = tmp_path / "python"
+    flooding.write_text("#!/bin/sh\nexec yes 'not json'\n")
+    flooding.chmod(0o755)
+    quality = TlsQualitySettings(
+        host="127.0.0.1",
+        port=25,
+        starttls=True,
+        server_name="mx.test",
+        ehlo_name="mailprobe.invalid",
+        python=flooding,
+        timeout=30,
+    )
+    with pytest.raises(
+        CheckCannotRun,
+        match=r"^the sslyze worker for mx.test:25 \(127.0.0.1\) printed more than 4 MiB$",
+    ):
+        await check_tls_quality(quality, None, Phase())
+
+
 async def test_a_missing_sslyze_environment_cannot_run(tmp_path: Path) -> None:
     quality = TlsQualitySettings(
         host="127.0.0.1",

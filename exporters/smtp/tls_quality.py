@@ -336,6 +336,22 @@ async def _address(host: str, port: int, resolver: StubResolver | None) -> str:
     return str(infos[0][4][0])
 
 
+async def _exchange(process: asyncio.subprocess.Process, request: bytes) -> bytes | None:
+    """Write the request, read the answer up to :data:`MAX_ANSWER_BYTES`; None if longer
+    (the worker is then killed by the caller's ``finally``)."""
+    assert process.stdin is not None and process.stdout is not None
+    process.stdin.write(request)
+    await process.stdin.drain()
+    process.stdin.close()
+    out = bytearray()
+    while chunk := await process.stdout.read(65536):
+        out.extend(chunk)
+        if len(out) > MAX_ANSWER_BYTES:
+            process.kill()
+            return None
+    return bytes(out)
+
+
 async def _run_worker(settings: TlsQualitySettings, request: bytes) -> dict[str, Any]:
     process = await asyncio.create_subprocess_exec(
         str(settings.python),
@@ -347,7 +363,8 @@ async def _run_worker(settings: TlsQualitySettings, request: bytes) -> dict[str,
     )
     try:
         async with asyncio.timeout(settings.timeout):
-            out, _ = await process.communicate(request)
+            out = await _exchange(process, request)
+            await process.wait()
     except TimeoutError:
         raise CheckFailure(
             f"TLS scan of {settings.where} did not finish within {settings.timeout:g} s (tls scan)"
@@ -356,7 +373,12 @@ async def _run_worker(settings: TlsQualitySettings, request: bytes) -> dict[str,
         if process.returncode is None:  # timed out or cancelled: never leave it running
             process.kill()
             await process.wait()
-    if process.returncode != 0 or len(out) > MAX_ANSWER_BYTES:
+    if out is None:
+        raise CheckCannotRun(
+            f"the sslyze worker for {settings.where} printed more than "
+            f"{MAX_ANSWER_BYTES // 1024 // 1024} MiB"
+        )
+    if process.returncode != 0:
         raise CheckCannotRun(
             f"the sslyze worker for {settings.where} ended with status {process.returncode}"
         )
