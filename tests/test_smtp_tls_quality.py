@@ -132,6 +132,15 @@ def test_judge_fails_ssl3_and_warns_on_tls10() -> None:
     assert warned.status is Status.WARN
     assert warned.facts["tls_quality_legacy_versions"] == 1
     assert judge("mx.test:25", scan()).status is Status.OK
+    untested = scan()
+    untested["scan_errors"] = {
+        "TLSv1.0": {"reason": "CONNECTIVITY_ISSUE", "kind": "ConnectionToServerTimedOut"},
+        "certificate": {"reason": "BUG_IN_SSLYZE", "kind": "KeyError"},
+    }
+    assert judge("mx.test:25", untested).reason == (
+        "TLS quality of mx.test:25: TLS 1.0 could not be tested (no answer to the "
+        "connection); certificate could not be tested (bug in sslyze)"
+    )
 
 
 def settings(lab: Lab, host: str, port: int, starttls: bool) -> TlsQualitySettings:
@@ -155,7 +164,7 @@ async def test_healthy_lab_servers_are_rated_sufficient(lab: Lab) -> None:
         assert outcome.facts["tls_quality_legacy_versions"] == 0
         assert outcome.facts["tls_quality_cert_key_bits"] == 256
         assert outcome.detail is not None
-        assert "protocol versions accepted: TLSv1.2, TLSv1.3" in outcome.detail
+        assert "protocol versions accepted: TLS 1.2, TLS 1.3" in outcome.detail
 
 
 @needs_sslyze

@@ -9,7 +9,7 @@ made in mailprobe's process from the facts printed here.
 Request: ``{"host": NAME, "address": IP, "port": 25, "starttls": true, "ehlo_name": NAME,
 "network_timeout": 5}``. Answer: ``{"error": null or {"kind", "text"}, "versions": {
 "TLSv1.2": [{"name", "kex": null or {"type", "curve", "size"}}], ...}, "scan_errors":
-{"TLSv1.0": "text"}, "chain": [base64 DER, leaf first], "compression": bool or null}``.
+{"TLSv1.0": {"reason", "kind"}}, "chain": [base64 DER, leaf first], "compression": bool or null}``.
 """
 
 from __future__ import annotations
@@ -52,10 +52,13 @@ def _kex(accepted: Any) -> dict[str, Any] | None:
     }
 
 
-def _attempt_error(attempt: Any) -> str:
+def _attempt_error(attempt: Any) -> dict[str, str]:
     trace = attempt.error_trace
-    kind = trace.exc_type.__name__ if trace is not None else "unknown"
-    return f"{attempt.error_reason}: {kind}"
+    reason = attempt.error_reason
+    return {
+        "reason": str(reason.value) if reason is not None else "unknown",
+        "kind": trace.exc_type.__name__ if trace is not None else "unknown",
+    }
 
 
 def scan(request: dict[str, Any]) -> dict[str, Any]:

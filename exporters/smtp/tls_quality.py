@@ -79,7 +79,14 @@ _GOOD_CURVES = frozenset(
 )
 _LEGACY_VERSIONS = ("TLSv1.0", "TLSv1.1")
 _BROKEN_VERSIONS = ("SSLv2", "SSLv3")
-_SPOKEN = {"SSLv2": "SSL 2.0", "SSLv3": "SSL 3.0", "TLSv1.0": "TLS 1.0", "TLSv1.1": "TLS 1.1"}
+_SPOKEN = {
+    "SSLv2": "SSL 2.0",
+    "SSLv3": "SSL 3.0",
+    "TLSv1.0": "TLS 1.0",
+    "TLSv1.1": "TLS 1.1",
+    "TLSv1.2": "TLS 1.2",
+    "TLSv1.3": "TLS 1.3",
+}
 _SHOWN = 3
 
 
@@ -176,12 +183,24 @@ def _some(names: Sequence[str]) -> str:
     return shown + (f" and {len(names) - _SHOWN} more" if len(names) > _SHOWN else "")
 
 
+_CONNECT_WORDS = {
+    "ServerRejectedConnection": "connection refused",
+    "ConnectionToServerTimedOut": "no answer to the connection",
+    "ServerRejectedOpportunisticTlsNegotiation": "STARTTLS refused or not offered",
+    "ServerRejectedTlsHandshake": "TLS handshake refused",
+    "ServerTlsConfigurationNotSupported": "no TLS version or suite sslyze can speak",
+    "TlsHandshakeTimedOut": "TLS handshake timed out",
+    "ServerHostnameCouldNotBeResolved": "the name does not resolve",
+}
+
+
 def judge(where: str, scan: Mapping[str, Any]) -> Outcome:
     """Judge a worker's answer (see ``sslyze_worker.py``)."""
     found = _Judgement(where)
     versions: Mapping[str, list[dict[str, Any]]] = scan.get("versions", {})
     accepted = [v for v, suites in versions.items() if suites]
-    found.notes.append(f"protocol versions accepted: {', '.join(accepted) or 'none'}")
+    spoken = ", ".join(_SPOKEN.get(v, v) for v in accepted)
+    found.notes.append(f"protocol versions accepted: {spoken or 'none'}")
     broken = [_SPOKEN[v] for v in _BROKEN_VERSIONS if versions.get(v)]
     legacy = [_SPOKEN[v] for v in _LEGACY_VERSIONS if versions.get(v)]
     found.facts["tls_quality_broken_versions"] = len(broken)
@@ -222,7 +241,9 @@ def judge(where: str, scan: Mapping[str, Any]) -> Outcome:
     if scan.get("compression"):
         found.fails.append("TLS compression is on (CRIME)")
     for what, error in sorted(scan.get("scan_errors", {}).items()):
-        found.warns.append(f"{what} could not be tested ({error})")
+        kind, reason = str(error.get("kind")), str(error.get("reason", "")).lower()
+        words = _CONNECT_WORDS.get(kind, reason.replace("_", " ") or "unknown error")
+        found.warns.append(f"{_SPOKEN.get(what, what)} could not be tested ({words})")
     return found.outcome()
 
 
@@ -275,17 +296,6 @@ class TlsQualitySettings:
         if self.server_name != self.host:
             return f"{self.server_name}:{self.port} ({self.host})"
         return f"{self.host}:{self.port}"
-
-
-_CONNECT_WORDS = {
-    "ServerRejectedConnection": "connection refused",
-    "ConnectionToServerTimedOut": "no answer to the connection",
-    "ServerRejectedOpportunisticTlsNegotiation": "STARTTLS refused or not offered",
-    "ServerRejectedTlsHandshake": "TLS handshake refused",
-    "ServerTlsConfigurationNotSupported": "no TLS version or suite sslyze can speak",
-    "TlsHandshakeTimedOut": "TLS handshake timed out",
-    "ServerHostnameCouldNotBeResolved": "the name does not resolve",
-}
 
 
 async def check_tls_quality(
