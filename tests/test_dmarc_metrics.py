@@ -7,6 +7,7 @@ import asyncio
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,12 +16,10 @@ import httpx
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporters.dmarc.files import items_from_paths
-from exporters.dmarc.ingest import Ingested
-from exporters.dmarc.store import rows_of
+from exporters.dmarc.store import History
 from monitor.checks.dmarc import classifier_of
 from monitor.config import Config
-from monitor.dmarc.ingestion import build_ingestor, limits_of
+from monitor.dmarc.importing import import_paths
 from monitor.metrics.dmarc import DmarcCollector
 from monitor.state import StateStore
 from monitor.state.dmarc_reports import DmarcReports
@@ -88,33 +87,27 @@ def _exposition(collector: DmarcCollector) -> str:
     return generate_latest(registry).decode()
 
 
-async def _import_counting(config: Config, folder: Path) -> DmarcCollector:
-    store = await StateStore.open(config.state_dir)
-    collector = _collector(config)
-
-    def count(result: Ingested) -> None:
-        rows = rows_of(result.report) if result.report is not None else None
-        collector.add(result.outcome, result.reason.value if result.reason else "", rows)
-
-    ingestor = build_ingestor(config.dmarc, store, config.state_dir)
-    ingestor.listeners.append(count)
-    try:
-        await ingestor.ingest_all(items_from_paths([folder], limits_of(config.dmarc)))
-    finally:
-        ingestor.close()
-        await store.close()
-    return collector
-
-
-async def _rebuilt(config: Config) -> DmarcCollector:
+async def _counted(config: Config) -> DmarcCollector:
+    """A collector loaded from the state file, as ``serve`` loads it."""
     store = await StateStore.open(config.state_dir)
     try:
         history = await DmarcReports(store).history()
     finally:
         await store.close()
     collector = _collector(config)
-    collector.rebuild(history.snapshot, history.items, history.orgs)
+    collector.load(history)
     return collector
+
+
+def _history(config: Config) -> History:
+    async def read() -> History:
+        store = await StateStore.open(config.state_dir)
+        try:
+            return await DmarcReports(store).history()
+        finally:
+            await store.close()
+
+    return asyncio.run(read())
 
 
 def _value(text: str, name: str, **labels: str) -> float:
@@ -125,11 +118,17 @@ def _value(text: str, name: str, **labels: str) -> float:
     raise AssertionError(f"no {name}{labels}")
 
 
-def test_live_counts_equal_counts_rebuilt_from_the_state_file(tmp_path: Path) -> None:
+def test_metrics_count_the_state_file_once(tmp_path: Path) -> None:
     _files(tmp_path / "in")
     config = dmarc_config(tmp_path / "state", [DOMAIN], SOURCES)
-    live = _exposition(asyncio.run(_import_counting(config, tmp_path / "in")))
-    assert live == _exposition(asyncio.run(_rebuilt(config)))
+    asyncio.run(import_paths(config, [tmp_path / "in"]))
+    collector = asyncio.run(_counted(config))
+    live = _exposition(collector)
+    # Loading again (serve does after every look) and importing again change nothing.
+    collector.load(_history(config))
+    assert _exposition(collector) == live
+    asyncio.run(import_paths(config, [tmp_path / "in"]))
+    assert _exposition(asyncio.run(_counted(config))) == live
     messages = dict(
         domain=DOMAIN,
         reporter="rep.test",
@@ -197,17 +196,17 @@ def test_labels_carry_no_addresses_and_only_the_first_reporters(tmp_path: Path) 
             )
         )
     config = dmarc_config(tmp_path / "state", [DOMAIN], "  top_reporters: 2\n")
-    text = _exposition(asyncio.run(_import_counting(config, folder)))
+    asyncio.run(import_paths(config, [folder]))
+    text = _exposition(asyncio.run(_counted(config)))
     reporters = {
         s.labels["reporter"]
         for f in text_string_to_metric_families(text)
         for s in f.samples
         if "reporter" in s.labels
     }
-    # Files are imported in name order, two at a time: the first two orgs seen keep names.
+    # Files are imported in name order, two at a time: the first two orgs stored keep names.
     assert len(reporters - {"other"}) == 2 and "other" in reporters
     assert "192.0.2.66" not in text and "id-0" not in text
-    assert text == _exposition(asyncio.run(_rebuilt(config)))
 
 
 def test_serve_ingests_a_watched_folder_and_a_restart_shows_the_same(tmp_path: Path) -> None:
@@ -242,6 +241,24 @@ def test_serve_ingests_a_watched_folder_and_a_restart_shows_the_same(tmp_path: P
                 )
                 > 0
             ),
+        )
+        # A report imported by the command beside the running serve is counted too.
+        extra = tmp_path / "extra.xml"
+        extra.write_bytes(
+            aggregate_xml(
+                DOMAIN, "extra", NOW - 60, NOW, [record("192.0.2.99", 7, "fail", "fail", DOMAIN)]
+            )
+        )
+        imported = subprocess.run(
+            [sys.executable, "-m", "monitor", "dmarc", "import", "-c", str(config), str(extra)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert imported.returncode == 0, imported.stderr
+        _scrape_until(
+            again,
+            lambda t: _maybe(t, "mailprobe_dmarc_reports_total", kind="aggregate") == 3,
         )
     finally:
         again.stop()

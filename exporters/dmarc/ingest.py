@@ -8,7 +8,7 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -44,9 +44,6 @@ class Ingested:
     ``other_domain``; also for an item seen before (where a mailbox files it)."""
 
 
-Listener = Callable[[Ingested], None]
-
-
 class Ingestor:
     def __init__(
         self,
@@ -59,7 +56,6 @@ class Ingestor:
         self._pool = pool
         self._domains = domains
         self._feedback_dir = feedback_dir
-        self.listeners: list[Listener] = []
 
     async def ingest(self, item: Item) -> Ingested:
         sha = hashlib.sha256(item.data).hexdigest()
@@ -83,8 +79,6 @@ class Ingestor:
                 "report refused",
                 extra={"origin": item.origin, "reason": entry.reason, "detail": entry.detail},
             )
-        for listener in self.listeners:
-            listener(result)
         return result
 
     def _judge(self, entry: Entry, report: Report, report_sha: str, item: Item) -> Entry:

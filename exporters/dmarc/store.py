@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from exporters.dmarc.errors import Reason
-from exporters.dmarc.model import AggregateReport, Report, TlsReport
+from exporters.dmarc.model import Report
 
 
 class ItemOutcome(enum.StrEnum):
@@ -109,6 +109,8 @@ class FeedbackRow:
     source_ip: str
     arrival: int
     kept_path: str
+    count: int = 1
+    """Reports this row stands for (more than 1 only in the metrics' grouped read)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,73 +136,17 @@ class Snapshot:
     """The newest report end per kind, domain and reporter, over all time."""
 
 
+@dataclass(frozen=True, slots=True)
+class History:
+    """What the metrics count, from the state file."""
+
+    snapshot: Snapshot
+    """Every stored report, rows grouped by what the metrics count (since 0)."""
+    items: dict[tuple[str, str], int]
+    """Items by (outcome, reason)."""
+    orgs: list[str]
+    """Reporting organisations in order of their first report."""
+
+
 class ReportReader(Protocol):
     async def snapshot(self, since: float) -> Snapshot: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Rows:
-    """A report as the rows it is stored as (what the metrics count)."""
-
-    records: tuple[RecordRow, ...] = ()
-    tls: tuple[TlsRow, ...] = ()
-    tls_failures: tuple[TlsFailureRow, ...] = ()
-    feedback: tuple[FeedbackRow, ...] = ()
-    last: LastReport | None = None
-
-
-def rows_of(report: Report, kept_path: str = "") -> Rows:
-    if isinstance(report, AggregateReport):
-        return Rows(
-            records=tuple(
-                RecordRow(
-                    report.domain,
-                    report.org,
-                    report.end,
-                    r.source_ip,
-                    r.count,
-                    r.disposition,
-                    r.dkim_aligned,
-                    r.spf_aligned,
-                    ",".join(r.overrides),
-                    r.override_comments,
-                    r.header_from,
-                    r.envelope_from,
-                    r.dkim_domains,
-                    r.spf_domain,
-                )
-                for r in report.records
-            ),
-            last=LastReport("aggregate", report.domain, report.org, report.end),
-        )
-    if isinstance(report, TlsReport):
-        return Rows(
-            tls=tuple(
-                TlsRow(p.domain, report.org, report.end, p.policy_type, p.successful, p.failed)
-                for p in report.policies
-            ),
-            tls_failures=tuple(
-                TlsFailureRow(
-                    p.domain, report.org, report.end, f.result_type, f.sessions, f.receiving_mx
-                )
-                for p in report.policies
-                for f in p.failures
-            ),
-            last=LastReport(
-                "tls", report.policies[0].domain if report.policies else "", report.org, report.end
-            ),
-        )
-    return Rows(
-        feedback=(
-            FeedbackRow(
-                report.reported_domain,
-                report.reporter,
-                report.feedback_type,
-                report.auth_failure,
-                report.source_ip,
-                report.arrival,
-                kept_path,
-            ),
-        ),
-        last=LastReport("feedback", report.reported_domain, report.reporter, report.arrival),
-    )

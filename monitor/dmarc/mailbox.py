@@ -14,7 +14,7 @@ import asyncio
 import hashlib
 import logging
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from exporters.dmarc.errors import Reason
 from exporters.dmarc.ingest import Ingestor, Item
@@ -57,12 +57,12 @@ class MailboxReader:
         self,
         section: DmarcSection,
         ingestor: Ingestor,
-        polled: Callable[[], None],
+        looked: Callable[[], Awaitable[None]],
         failed: Callable[[str], None],
     ) -> None:
         self._section = section
         self._ingestor = ingestor
-        self._polled = polled
+        self._looked = looked
         self._failed = failed
 
     async def run(self) -> None:
@@ -75,7 +75,7 @@ class MailboxReader:
                 backoff = INITIAL_BACKOFF
                 while True:
                     await self._drain(session, folders)
-                    self._polled()
+                    await self._looked()
                     await session.wait_for_change(
                         timeout=max(self._section.poll_interval, 1.0) * 10,
                         poll_interval=self._section.poll_interval,

@@ -1,10 +1,11 @@
 """Ingesting reports inside ``mailprobe serve``: the watched folders and the mailbox,
 through the same ingestor as ``mailprobe dmarc import``, counted by the DMARC collector.
 
-On start the collector is rebuilt from the state file before anything new is read, so
-``/metrics`` after a restart shows what it showed before, and an item counts only once
-its report is committed (a kill between the two leaves the item unrecorded: it is read
-again, and its report then counts once).
+The collector shows the state file's counts: loaded at start, after each complete look at
+a source, and every ``poll_interval`` (for reports ``mailprobe dmarc import`` stores beside
+``serve``). So ``/metrics`` after a restart shows what it showed before, and an item
+counts once its report is committed (a kill between the two leaves the item unrecorded:
+it is read again, and its report then counts once).
 """
 
 from __future__ import annotations
@@ -12,11 +13,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from functools import partial
 from pathlib import Path
 
 from exporters.dmarc.files import items_from_paths
-from exporters.dmarc.ingest import Ingested, Ingestor
-from exporters.dmarc.store import rows_of
+from exporters.dmarc.ingest import Ingestor
 from monitor.checks.dmarc import classifier_of
 from monitor.config import Config
 from monitor.dmarc.ingestion import build_ingestor, limits_of
@@ -40,6 +41,7 @@ class DmarcIngestion:
             section.domains, classifier_of(section), section.top_reporters
         )
         self._store: StateStore | None = None
+        self._reports: DmarcReports | None = None
         self._ingestor: Ingestor | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._seen_files: dict[Path, tuple[int, int]] = {}
@@ -48,25 +50,43 @@ class DmarcIngestion:
         config = self._config
         store = await StateStore.open(config.state_dir)
         self._store = store
-        history = await DmarcReports(store).history()
-        self.collector.rebuild(history.snapshot, history.items, history.orgs)
+        self._reports = DmarcReports(store)
+        await self._reload()
         ingestor = build_ingestor(config.dmarc, store, config.state_dir)
-        ingestor.listeners.append(self._count)
         self._ingestor = ingestor
+        self._tasks.append(asyncio.create_task(self._reload_every_interval()))
         if config.dmarc.paths:
             self._tasks.append(asyncio.create_task(self._watch_paths(ingestor)))
         if config.dmarc.mailbox is not None:
             reader = MailboxReader(
                 config.dmarc,
                 ingestor,
-                polled=lambda: self.collector.polled("mailbox"),
+                looked=partial(self._looked, "mailbox"),
                 failed=lambda phase: self.collector.failed("mailbox", phase),
             )
             self._tasks.append(asyncio.create_task(reader.run()))
 
-    def _count(self, result: Ingested) -> None:
-        rows = rows_of(result.report) if result.report is not None else None
-        self.collector.add(result.outcome, result.reason.value if result.reason else "", rows)
+    async def _reload(self) -> None:
+        """The counts of the state file, grouped in SQL (bounded by distinct sources)."""
+        assert self._reports is not None
+        self.collector.load(await self._reports.history())
+
+    async def _looked(self, source: str) -> None:
+        """After a complete look at ``source``: its reports counted, then it is marked."""
+        await self._reload()
+        self.collector.polled(source)
+
+    async def _reload_every_interval(self) -> None:
+        """Reports that ``mailprobe dmarc import`` stores beside ``serve`` get counted too."""
+        while True:
+            await asyncio.sleep(self._config.dmarc.poll_interval)
+            try:
+                await self._reload()
+            except Exception as exc:  # a locked or busy state file: the next round retries
+                log.warning(
+                    "reading the DMARC counts failed",
+                    extra={"error": f"{type(exc).__name__}: {exc}"},
+                )
 
     async def _watch_paths(self, ingestor: Ingestor) -> None:
         section = self._config.dmarc
@@ -76,7 +96,7 @@ class DmarcIngestion:
                 files = self._changed_files(changed)
                 if files:
                     await ingestor.ingest_all(items_from_paths(files, limits_of(section)))
-                self.collector.polled("directory")
+                await self._looked("directory")
             except Exception as exc:  # one bad look must not end the watcher
                 self.collector.failed("directory", "read")
                 log.warning(

@@ -2,8 +2,9 @@
 
 Counters count at ingestion time (a report describes the day before it arrives); the
 ``mailprobe_dmarc_report_end_timestamp_seconds`` gauge says which period they cover.
-They are rebuilt from the state file when ``serve`` starts (:meth:`DmarcCollector.rebuild`),
-so a restart neither loses nor doubles a count.
+They are the state file's counts (:meth:`DmarcCollector.load`, at start and after each
+look at the sources), so a restart neither loses nor doubles a count, and reports that
+``mailprobe dmarc import`` adds beside a running ``serve`` show up too.
 
 Labels stay bounded whatever a report says: ``domain`` is one of ``dmarc.domains`` (other
 domains are set aside before counting); ``reporter`` is one of the first
@@ -30,11 +31,10 @@ from exporters.dmarc.errors import Reason
 from exporters.dmarc.model import ReportKind
 from exporters.dmarc.store import (
     FeedbackRow,
+    History,
     ItemOutcome,
     LastReport,
     RecordRow,
-    Rows,
-    Snapshot,
     TlsFailureRow,
     TlsRow,
 )
@@ -119,31 +119,35 @@ class DmarcCollector(Collector):
             self._reporters[name] = label
         return label
 
-    def rebuild(
-        self, snapshot: Snapshot, items: dict[tuple[str, str], int], orgs: list[str]
-    ) -> None:
-        """Counts from the state file: every report (``snapshot`` since 0), the items by
-        outcome and reason, and the reporting orgs in order of their first report."""
+    def load(self, history: History) -> None:
+        """Replace every count with those of the state file (``history``): called when
+        ``serve`` starts and after each look at the sources, so a restart, or a report
+        imported by ``mailprobe dmarc import`` meanwhile, shows the same counts."""
         with self._lock:
-            for org in orgs:
+            self._reset()
+            for org in history.orgs:
                 self.reporter(org)
-            for (outcome, reason), n in items.items():
+            for (outcome, reason), n in history.items.items():
                 self._count_item(outcome, reason, n)
+            snapshot = history.snapshot
             for kind, n in snapshot.reports.items():
                 self._reports[kind] += n
             self._add_rows(snapshot.records, snapshot.tls, snapshot.tls_failures, snapshot.feedback)
             for last in snapshot.last:
                 self._note_last(last)
 
-    def add(self, outcome: ItemOutcome, reason: str, rows: Rows | None = None) -> None:
-        """One item just processed; ``rows`` are its report's when it was new."""
-        with self._lock:
-            self._count_item(outcome.value, reason, 1)
-            if outcome is ItemOutcome.NEW and rows is not None and rows.last is not None:
-                self.reporter(rows.last.reporter)
-                self._reports[rows.last.kind] += 1
-                self._add_rows(rows.records, rows.tls, rows.tls_failures, rows.feedback)
-                self._note_last(rows.last)
+    def _reset(self) -> None:
+        self._reporters = {}
+        self._messages = Counter()
+        self._reports = Counter({k.value: 0 for k in ReportKind})
+        self._invalid = Counter({r.value: 0 for r in Reason if r is not Reason.OTHER_DOMAIN})
+        self._duplicates = 0
+        self._other_domain = 0
+        self._last = {}
+        self._tls_sessions = Counter()
+        self._tls_failures = Counter()
+        self._failure_reports = Counter()
+        self._feedback = Counter()
 
     def polled(self, source: str) -> None:
         """``source`` (directory, mailbox) was read through without an error."""
@@ -195,10 +199,10 @@ class DmarcCollector(Collector):
             self._tls_failures[key3] += f.sessions
         for b in feedback:
             feedback_type = _word(b.feedback_type, FEEDBACK_TYPES)
-            self._feedback[(feedback_type, self.reporter(b.reporter))] += 1
+            self._feedback[(feedback_type, self.reporter(b.reporter))] += b.count
             if feedback_type == "auth-failure":
                 for failure in [f for f in b.auth_failure.split(",") if f] or [OTHER]:
-                    self._failure_reports[(b.domain, _word(failure, AUTH_FAILURES))] += 1
+                    self._failure_reports[(b.domain, _word(failure, AUTH_FAILURES))] += b.count
 
     def collect(self) -> Iterator[Metric]:
         with self._lock:

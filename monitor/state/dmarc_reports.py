@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-from dataclasses import dataclass
 from pathlib import Path
 
 from exporters.dmarc.errors import Reason
@@ -19,6 +18,7 @@ from exporters.dmarc.model import AggregateReport, FeedbackReport, Report, TlsRe
 from exporters.dmarc.store import (
     Entry,
     FeedbackRow,
+    History,
     ItemOutcome,
     LastReport,
     RecordRow,
@@ -57,17 +57,10 @@ class DmarcReports:
         return await self._store.run(read_history)
 
 
-@dataclass(frozen=True, slots=True)
-class History:
-    snapshot: Snapshot
-    """Every stored report (since 0)."""
-    items: dict[tuple[str, str], int]
-    """Items by (outcome, reason)."""
-    orgs: list[str]
-    """Reporting organisations in order of their first report."""
-
-
 def read_history(conn: sqlite3.Connection) -> History:
+    """What the metrics count, grouped in SQL by what becomes a label (plus the source
+    address and overrides the class is computed from), so its size follows the number
+    of distinct sources, not of stored records."""
     items = {
         (str(outcome), str(reason)): int(n)
         for outcome, reason, n in conn.execute(
@@ -78,7 +71,48 @@ def read_history(conn: sqlite3.Connection) -> History:
         str(r[0])
         for r in conn.execute("SELECT org FROM dmarc_reports GROUP BY org ORDER BY MIN(id)")
     ]
-    return History(read_snapshot(conn, 0), items, orgs)
+    records = tuple(
+        RecordRow(
+            r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), bool(r[7]), r[8], r[9], "", "", "", ""
+        )
+        for r in conn.execute(
+            'SELECT p.domain, p.org, MAX(p."end"), r.source_ip, SUM(r.count), r.disposition,'
+            " r.dkim_aligned, r.spf_aligned, r.overrides, r.override_comments"
+            " FROM dmarc_records r JOIN dmarc_reports p ON p.id = r.report"
+            " GROUP BY p.domain, p.org, r.source_ip, r.disposition, r.dkim_aligned,"
+            " r.spf_aligned, r.overrides, r.override_comments"
+        )
+    )
+    tls = tuple(
+        TlsRow(*r)
+        for r in conn.execute(
+            'SELECT t.domain, p.org, MAX(p."end"), t.policy_type, SUM(t.successful),'
+            " SUM(t.failed) FROM dmarc_tls_policies t JOIN dmarc_reports p ON p.id = t.report"
+            " GROUP BY t.domain, p.org, t.policy_type"
+        )
+    )
+    tls_failures = tuple(
+        TlsFailureRow(r[0], r[1], r[2], r[3], r[4], "")
+        for r in conn.execute(
+            'SELECT f.domain, p.org, MAX(p."end"), f.result_type, SUM(f.sessions)'
+            " FROM dmarc_tls_failures f JOIN dmarc_reports p ON p.id = f.report"
+            " GROUP BY f.domain, p.org, f.result_type"
+        )
+    )
+    feedback = tuple(
+        FeedbackRow(r[0], r[1], r[2], r[3], "", 0, "", r[4])
+        for r in conn.execute(
+            "SELECT f.reported_domain, f.reporter, f.feedback_type, f.auth_failure, COUNT(*)"
+            " FROM dmarc_feedback f GROUP BY f.reported_domain, f.reporter, f.feedback_type,"
+            " f.auth_failure"
+        )
+    )
+    reports = {
+        str(kind): int(n)
+        for kind, n in conn.execute("SELECT kind, COUNT(*) FROM dmarc_reports GROUP BY kind")
+    }
+    snapshot = Snapshot(0, records, tls, tls_failures, feedback, reports, _last(conn))
+    return History(snapshot, items, orgs)
 
 
 class DmarcReportFile:
@@ -300,11 +334,14 @@ def read_snapshot(conn: sqlite3.Connection, since: float) -> Snapshot:
             'SELECT kind, COUNT(*) FROM dmarc_reports WHERE "end" >= ? GROUP BY kind', (since,)
         )
     }
-    last = tuple(
+    return Snapshot(since, records, tls, tls_failures, feedback, reports, _last(conn))
+
+
+def _last(conn: sqlite3.Connection) -> tuple[LastReport, ...]:
+    return tuple(
         LastReport(*r)
         for r in conn.execute(
             'SELECT kind, domain, org, MAX("end") FROM dmarc_reports'
             " GROUP BY kind, domain, org ORDER BY kind, domain, org"
         )
     )
-    return Snapshot(since, records, tls, tls_failures, feedback, reports, last)
