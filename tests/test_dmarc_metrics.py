@@ -304,3 +304,39 @@ def _dmarc_counters(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], 
         and "source" not in s.labels
         and "check" not in s.labels
     }
+
+
+def test_a_broken_mailbox_is_counted_by_phase_and_serve_keeps_serving(tmp_path: Path) -> None:
+    from tests.servers import ClosingServer
+
+    password = tmp_path / "pw"
+    password.write_text("secret\n")
+    with ClosingServer() as server:
+        config = tmp_path / "serve.yml"
+        config.write_text(
+            f"state_dir: {tmp_path / 'state'}\ndmarc:\n  domains: [{DOMAIN}]\n"
+            f"  mailbox: {{host: 127.0.0.1, port: {server.port}, username: dmarc,"
+            f" password_file: {password}}}\n"
+        )
+        serve = ServeProcess(config).start()
+        try:
+            serve.wait_listening()
+            # Reconnects after 1 s, then 2 s: a second failure within about 3 s.
+            text = _scrape_until(
+                serve,
+                lambda t: _maybe(t, "mailprobe_dmarc_source_errors_total", source="mailbox") >= 2,
+                timeout=30,
+            )
+            assert server.connections >= 2
+            assert "secret" not in serve.log()
+            assert httpx.get(f"http://{serve.listen}/-/healthy", timeout=5).status_code == 200
+        finally:
+            serve.stop()
+    phases = {
+        s.labels["phase"]
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+        if s.name == "mailprobe_dmarc_source_errors_total"
+    }
+    assert phases <= {"connect", "tls"} and phases, phases
+    assert "report mailbox failed" in serve.log()
