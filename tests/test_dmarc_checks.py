@@ -189,3 +189,22 @@ def test_readiness_report_json_and_text(tmp_path: Path) -> None:
     text = subprocess.run(base, capture_output=True, text=True, timeout=60)
     assert "example.test: ready for reject (16 message(s))" in text.stdout
     assert "127.0.0.12 srs" in text.stdout
+
+
+def test_arc_pass_in_an_override_comment_is_forwarded(tmp_path: Path) -> None:
+    xml = _day([record("127.0.0.12", 3, "pass", "pass", DOMAIN)]).replace(
+        b"</feedback>",
+        record("198.51.100.9", 2, "fail", "fail", DOMAIN, reason="local_policy")
+        .replace("</type></reason>", "</type><comment>arc=pass as.example</comment></reason>")
+        .encode()
+        + b"</feedback>",
+    )
+    config = _import(tmp_path, {"r.xml": xml})
+    status, reason = _outcome(config, "readiness")
+    assert status is Status.WARN and "ready for quarantine" in reason and "198.51.100.9" in reason
+
+
+def test_reports_without_our_sources_are_no_evidence(tmp_path: Path) -> None:
+    config = _import(tmp_path, {"r.xml": _day([record("192.0.2.66", 3, "fail", "fail", DOMAIN)])})
+    status, reason = _outcome(config, "readiness")
+    assert status is Status.WARN and "lists one of our own sources" in reason

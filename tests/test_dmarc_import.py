@@ -265,3 +265,25 @@ def test_feedback_mails_are_kept_readable_by_mailprobe_only(tmp_path: Path) -> N
     assert path.read_bytes() == mail
     assert path.stat().st_mode & 0o777 == 0o600
     assert path.parent.stat().st_mode & 0o777 == 0o700
+
+
+def test_an_item_seen_again_says_what_it_was(tmp_path: Path) -> None:
+    """What lets the mailbox file a message whose report was committed before a crash."""
+    good = aggregate_xml(
+        "example.test", "k", 0, 86399, [record("192.0.2.1", 1, "pass", "pass", "example.test")]
+    )
+    (tmp_path / "good.xml").write_bytes(good)
+    (tmp_path / "bad.xml").write_bytes(b"<feedback>")
+    files = [tmp_path / "good.xml", tmp_path / "bad.xml"]
+    config = dmarc_config(tmp_path / "state", ["example.test"])
+    first = {Path(r.origin).name: r.kind for r in asyncio.run(import_paths(config, files))}
+    again = asyncio.run(import_paths(config, files))
+    assert (
+        {Path(r.origin).name: r.kind for r in again}
+        == first
+        == {
+            "good.xml": "aggregate",
+            "bad.xml": "invalid",
+        }
+    )
+    assert {r.outcome for r in again} == {ItemOutcome.SEEN}
