@@ -244,3 +244,13 @@ async def test_auth_is_never_in_the_transcript(tmp_path: Path) -> None:
     assert "C: AUTH PLAIN <hidden>" in transcript
     assert secret not in transcript and "s3cret" not in transcript
     assert "C: QUIT" in transcript
+
+
+async def test_banner_must_name_the_expected_host(rig: Rig) -> None:
+    rig.tlsa(text(3, 1, 1, rig.leaf_der()))
+    assert (await rig.probe(banner_host=NAME)).status is Status.OK
+    wrong = await rig.probe(banner_host="mx1.example.org")
+    assert wrong.status is Status.FAIL
+    assert wrong.facts["failed_phase"] == "banner"
+    assert wrong.reason.startswith(f"banner: 127.0.0.1:{rig.server.port} announces itself as ")
+    assert f"as {NAME}, expected mx1.example.org" in wrong.reason
