@@ -287,3 +287,24 @@ def test_an_item_seen_again_says_what_it_was(tmp_path: Path) -> None:
         }
     )
     assert {r.outcome for r in again} == {ItemOutcome.SEEN}
+
+
+def test_an_mbox_is_read_message_by_message(tmp_path: Path) -> None:
+    import mailbox
+
+    xml = aggregate_xml(
+        "example.test", "m1", 0, 86399, [record("192.0.2.1", 2, "pass", "pass", "example.test")]
+    )
+    box = mailbox.mbox(tmp_path / "reports.mbox")
+    box.add(report_mail(xml, "<m1@rep.test>"))
+    box.add(b"From: someone@rep.test\nSubject: hello\n\nnot a report\n")
+    box.close()
+    results = asyncio.run(
+        import_paths(
+            dmarc_config(tmp_path / "state", ["example.test"]), [tmp_path / "reports.mbox"]
+        )
+    )
+    assert sorted((r.origin.rpartition("#")[2], r.outcome, r.reason) for r in results) == [
+        ("0", ItemOutcome.NEW, None),
+        ("1", ItemOutcome.INVALID, Reason.NO_REPORT),
+    ]

@@ -12,7 +12,7 @@ from exporters.dmarc.errors import Reason
 from exporters.dmarc.ingest import Item
 from exporters.dmarc.limits import Limits
 
-MESSAGE_SUFFIXES = (".eml", ".msg")
+MESSAGE_SUFFIXES = (".eml",)
 MBOX_SUFFIXES = (".mbox",)
 
 
