@@ -22,6 +22,7 @@ from exporters.result import CheckCannotRun, CheckFailure, Phase, Status
 from exporters.smtp.tls_quality import (
     TlsQualitySettings,
     check_tls_quality,
+    ffdhe_prime,
     judge,
     rate_certificate,
     rate_key_exchange,
@@ -72,8 +73,30 @@ def test_key_exchange_groups_are_rated() -> None:
     assert rate_key_exchange({"type": "ECDH", "curve": "X25519", "size": 253}) == "good"
     assert rate_key_exchange({"type": "ECDH", "curve": "secp224r1", "size": 224}) == "phase_out"
     assert rate_key_exchange({"type": "ECDH", "curve": "secp256k1", "size": 256}) == "insufficient"
-    assert rate_key_exchange({"type": "DH", "size": 4096}) == "phase_out"
-    assert rate_key_exchange({"type": "DH", "size": 2048}) == "insufficient"
+
+    def dh(bits: int, prime: int, generator: int = 2) -> dict[str, Any]:
+        return {"type": "DH", "size": bits, "prime": format(prime, "x"), "generator": generator}
+
+    assert rate_key_exchange(dh(4096, ffdhe_prime(4096))) == "phase_out"
+    assert rate_key_exchange(dh(3072, ffdhe_prime(3072))) == "phase_out"
+    assert rate_key_exchange(dh(2048, ffdhe_prime(2048))) == "insufficient"
+    assert rate_key_exchange(dh(3072, ffdhe_prime(3072) - 2)) == "insufficient"  # own group
+    assert rate_key_exchange(dh(3072, ffdhe_prime(3072), generator=5)) == "insufficient"
+    assert rate_key_exchange({"type": "DH", "size": 4096}) == "insufficient"  # group unknown
+
+
+def test_ffdhe_primes_are_rfc_7919s() -> None:
+    """The formula of RFC 7919 appendix A gives the published ffdhe2048 (its first and
+    last 96 bits as printed in the RFC), and each prime is a safe prime."""
+    text = format(ffdhe_prime(2048), "X")
+    assert text.startswith("FFFFFFFFFFFFFFFFADF85458A2BB4A9A")
+    assert text.endswith("61285C97FFFFFFFFFFFFFFFF")
+    for bits in (2048, 3072):
+        p = ffdhe_prime(bits)
+        assert p.bit_length() == bits
+        assert pow(2, p - 1, p) == 1  # Fermat: p is (very likely) prime
+        q = (p - 1) // 2
+        assert pow(2, q - 1, q) == 1  # ... and so is (p - 1) / 2
 
 
 def self_signed(key: Any, digest: hashes.HashAlgorithm) -> x509.Certificate:

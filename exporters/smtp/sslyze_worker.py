@@ -8,7 +8,8 @@ made in mailprobe's process from the facts printed here.
 
 Request: ``{"host": NAME, "address": IP, "port": 25, "starttls": true, "ehlo_name": NAME,
 "network_timeout": 5}``. Answer: ``{"error": null or {"kind", "text"}, "versions": {
-"TLSv1.2": [{"name", "kex": null or {"type", "curve", "size"}}], ...}, "scan_errors":
+"TLSv1.2": [{"name", "kex": null or {"type", "curve", "size", DH: "prime", "generator"}}],
+...}, "scan_errors":
 {"TLSv1.0": {"reason", "kind"}}, "chain": [base64 DER, leaf first], "compression": bool or null}``.
 """
 
@@ -45,11 +46,16 @@ def _kex(accepted: Any) -> dict[str, Any] | None:
     key = accepted.ephemeral_key
     if key is None:
         return None
-    return {
+    found: dict[str, Any] = {
         "type": str(key.type_name),
         "curve": str(getattr(key, "curve_name", "")) or None,
         "size": int(key.size),
     }
+    prime = getattr(key, "prime", None)
+    if prime is not None:  # finite-field DH: the group itself, to tell RFC 7919's apart
+        found["prime"] = bytes(prime).hex()
+        found["generator"] = int.from_bytes(bytes(key.generator), "big")
+    return found
 
 
 def _attempt_error(attempt: Any) -> dict[str, str]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import ipaddress
 import json
 import re
@@ -101,11 +102,49 @@ def rate_suite(version: str, name: str) -> Rating:
     return "insufficient"
 
 
-def rate_key_exchange(kex: Mapping[str, Any]) -> Rating:
-    """ECDHE groups by name; finite-field DH by size (RFC 7919 groups of 3072 bits and
-    more are phase-out, smaller ones insufficient; the prime itself is not compared)."""
+_FFDHE_X = {2048: 560316, 3072: 2625351, 4096: 5736041, 6144: 15705020, 8192: 10965728}
+"""RFC 7919 appendix A: the X of each ffdhe group's formula."""
+_FFDHE_PHASE_OUT = frozenset({"ffdhe3072", "ffdhe4096", "ffdhe6144", "ffdhe8192"})
+
+
+def _e_scaled(bits: int) -> int:
+    """floor(e * 2**bits), from the series of 1/k! in integers (64 guard bits)."""
+    total, term, k = 0, 1 << (bits + 64), 0
+    while term:
+        total += term
+        k += 1
+        term //= k
+    return total >> 64
+
+
+@functools.cache
+def ffdhe_prime(bits: int) -> int:
+    """The RFC 7919 prime of ``bits``: 2^b - 2^(b-64) + (floor(2^(b-130) e) + X) 2^64 - 1."""
+    return (1 << bits) - (1 << (bits - 64)) + ((_e_scaled(bits - 130) + _FFDHE_X[bits]) << 64) - 1
+
+
+def dh_group(prime_hex: str, generator: int) -> str | None:
+    """``ffdhe3072`` etc. when the server's group is one of RFC 7919's, else None."""
+    prime = int(prime_hex, 16) if prime_hex else 0
+    bits = prime.bit_length()
+    if generator == 2 and bits in _FFDHE_X and prime == ffdhe_prime(bits):
+        return f"ffdhe{bits}"
+    return None
+
+
+def kex_words(kex: Mapping[str, Any]) -> str:
     if kex.get("type") == "DH":
-        return "phase_out" if int(kex.get("size", 0)) >= 3072 else "insufficient"
+        group = dh_group(str(kex.get("prime", "")), int(kex.get("generator", 0)))
+        return group or f"DH {kex.get('size')} bits (not an RFC 7919 group)"
+    return f"{kex.get('curve') or kex.get('type')} {kex.get('size')} bits"
+
+
+def rate_key_exchange(kex: Mapping[str, Any]) -> Rating:
+    """ECDHE groups by name; finite-field DH as internet.nl does it: RFC 7919's ffdhe3072
+    and larger are phase-out, ffdhe2048 and any group of the server's own insufficient."""
+    if kex.get("type") == "DH":
+        group = dh_group(str(kex.get("prime", "")), int(kex.get("generator", 0)))
+        return "phase_out" if group in _FFDHE_PHASE_OUT else "insufficient"
     curve = str(kex.get("curve") or "")
     if curve in _GOOD_CURVES:
         return "good"
@@ -219,7 +258,7 @@ def judge(where: str, scan: Mapping[str, Any]) -> Outcome:
             kex = suite.get("kex")
             if kex:
                 kex_rating = rate_key_exchange(kex)
-                what = f"{kex.get('curve') or kex.get('type')} {kex.get('size')} bits"
+                what = kex_words(kex)
                 if kex_rating in weak_kex and what not in weak_kex[kex_rating]:
                     weak_kex[kex_rating].append(what)
     found.facts["tls_quality_insufficient_suites"] = len(ratings["insufficient"])
