@@ -254,3 +254,42 @@ async def test_banner_must_name_the_expected_host(rig: Rig) -> None:
     assert wrong.facts["failed_phase"] == "banner"
     assert wrong.reason.startswith(f"banner: 127.0.0.1:{rig.server.port} announces itself as ")
     assert f"as {NAME}, expected mx1.example.org" in wrong.reason
+
+
+async def test_unsigned_address_records_turn_dane_off(tmp_path: Path) -> None:
+    """RFC 7672 2.2.2: TLSA records count only for a host whose A/AAAA answer is secure."""
+    import dns.flags
+    import dns.message
+    import dns.rdatatype
+
+    tls = TlsFiles.create(tmp_path / "pki", NAME)
+    zone = Zone(secure=True)
+
+    def unsigned_addresses(query: dns.message.Message, via: str) -> object:
+        reply = zone(query, via)
+        if isinstance(reply, dns.message.Message) and query.question[0].rdtype in (
+            dns.rdatatype.A,
+            dns.rdatatype.AAAA,
+        ):
+            reply.flags &= ~dns.flags.AD
+        return reply
+
+    dns_server = LoopbackDns(handler=unsigned_addresses)  # type: ignore[arg-type]
+    async with dns_server.running():
+        with SmtpServer(tls=tls, hostname=NAME) as server:
+            leaf = x509.load_pem_x509_certificate(tls.leaf.cert_chain_pems[0].bytes())
+            der = leaf.public_bytes(serialization.Encoding.DER)
+            zone.add(NAME, "A", LOOPBACK)
+            zone.add(f"_{server.port}._tcp.{NAME}", "TLSA", text(3, 1, 1, der))
+            resolver = dns_server.resolver(timeout=1.0)
+            base = {"port": server.port, "family": "ipv4", "phase_timeout": 2.0}
+            auto = await probe_host(
+                NAME, ProbeSettings(**base, ca_file=tls.ca_file), resolver, Phase()
+            )
+            required = await probe_host(
+                NAME, ProbeSettings(**base, ca_file=tls.ca_file, dane="required"), resolver, Phase()
+            )
+    assert auto.status is Status.OK, auto.reason
+    assert auto.facts["dane"] == "insecure"
+    assert required.status is Status.FAIL
+    assert f"the address records of {NAME} are not signed" in required.reason

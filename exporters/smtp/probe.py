@@ -147,7 +147,7 @@ async def _probe_name(
     phase.enter("resolve")
     mark = time.monotonic()
     try:
-        addresses = await _addresses(host, settings, resolver)
+        addresses, addresses_secure = await _addresses(host, settings, resolver)
     except PhaseFailure as exc:
         result = _Result(host, facts=_base(settings))
         result.facts["failed_phase"] = exc.phase
@@ -168,6 +168,11 @@ async def _probe_name(
         elif not mx_secure:
             lookup = dane.TlsaLookup(
                 "", dane.DaneState.INSECURE, reason=f"the MX lookup naming {host} is not signed"
+            )
+        elif not addresses_secure:
+            # RFC 7672 2.2.2: DANE applies only to a host whose addresses are secure.
+            lookup = dane.TlsaLookup(
+                "", dane.DaneState.INSECURE, reason=f"the address records of {host} are not signed"
             )
         else:
             phase.enter("tlsa")
@@ -201,12 +206,14 @@ async def _probe_name(
 
 async def _addresses(
     host: str, settings: ProbeSettings, resolver: StubResolver | None
-) -> list[str]:
+) -> tuple[list[str], bool]:
+    """The host's addresses in the family, and whether the answer was DNSSEC-secure
+    (a literal is; the system resolver's answer is not known to be)."""
     literal = _literal(host)
     if literal is not None:
         if literal != settings.family:
             raise PhaseFailure("resolve", f"resolve: {host} is not an {settings.family} address")
-        return [str(ipaddress.ip_address(host.strip("[]")))]
+        return [str(ipaddress.ip_address(host.strip("[]")))], True
     rdtype = "AAAA" if settings.family == "ipv6" else "A"
     if resolver is not None:
         try:
@@ -219,7 +226,7 @@ async def _addresses(
         if not found:
             why = "does not exist" if answer.nxdomain else f"has no {rdtype} record"
             raise PhaseFailure("resolve", f"resolve: {host} {why}")
-        return found
+        return found, answer.dnssec is DnssecState.SECURE
     family = socket.AF_INET6 if settings.family == "ipv6" else socket.AF_INET
     try:
         async with asyncio.timeout(settings.phase_timeout):
@@ -235,7 +242,7 @@ async def _addresses(
         ) from None
     except socket.gaierror as exc:
         raise PhaseFailure("resolve", f"resolve: {host}: {exc.strerror}") from None
-    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+    return list(dict.fromkeys(str(info[4][0]) for info in infos)), False
 
 
 async def _probe_endpoint(
