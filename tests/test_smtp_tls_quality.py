@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,7 @@ from exporters.smtp.tls_quality import (
 )
 from monitor.lab import Lab
 from monitor.lab import faults as F
-from monitor.lab.mailconfig import config_data
+from monitor.lab.mailconfig import SSLYZE_PYTHON, config_data
 from tests.lab_fixture import broken
 from tests.servers import SilentServer
 from tests.smtpsec_lab import (
@@ -42,7 +41,6 @@ from tests.smtpsec_lab import (
     scrape_once,
 )
 
-SSLYZE_PYTHON = Path(sys.prefix) / "sslyze" / "bin" / "python"
 needs_sslyze = pytest.mark.skipif(
     not SSLYZE_PYTHON.exists(),
     reason=f"no sslyze environment at {SSLYZE_PYTHON}: scripts/setup.sh creates it",
