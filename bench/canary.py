@@ -27,6 +27,7 @@ import asyncio
 import imaplib
 import json
 import os
+import re
 import resource
 import ssl
 import statistics
@@ -53,15 +54,13 @@ HOLD_FAULT = "world-defers-all"
 ROUTE = "outbound-submission"
 
 INOTIFY_CHILD = r"""
-import ctypes, os, re, struct, sys, time
+import ctypes, os, struct, sys, time
 libc = ctypes.CDLL("libc.so.6", use_errno=True)
 IN_MOVED_TO, IN_CREATE = 0x80, 0x100
 fd = libc.inotify_init1(0)
-directory = sys.argv[1]
-if libc.inotify_add_watch(fd, directory.encode(), IN_MOVED_TO | IN_CREATE) < 0:
+if libc.inotify_add_watch(fd, sys.argv[1].encode(), IN_MOVED_TO | IN_CREATE) < 0:
     sys.exit("inotify_add_watch failed")
 print("ready", flush=True)
-token = re.compile(rb"X-Mailprobe-Canary: [A-Za-z0-9_-]+\.([a-z0-9]{16})\.")
 while True:
     data = os.read(fd, 65536)
     now = time.time()
@@ -70,15 +69,22 @@ while True:
         _wd, _mask, _cookie, size = struct.unpack_from("iIII", data, at)
         name = data[at + 16 : at + 16 + size].rstrip(b"\0").decode()
         at += 16 + size
-        try:
-            with open(os.path.join(directory, name), "rb") as handle:
-                head = handle.read(8192)
-        except OSError:
-            continue
-        found = token.search(head)
-        if found:
-            print(found.group(1).decode(), now, flush=True)
+        print(name, now, flush=True)
 """
+TOKEN = re.compile(rb"X-Mailprobe-Canary: [A-Za-z0-9_-]+\.([a-z0-9]{16})\.")
+
+
+def canary_files(maildir: Path) -> dict[str, str]:
+    """Maildir base name (before ``:``) -> canary id, over every folder (archived too)."""
+    found: dict[str, str] = {}
+    for path in maildir.rglob("*"):
+        if path.parent.name not in ("new", "cur") or not path.is_file():
+            continue
+        with path.open("rb") as handle:
+            match = TOKEN.search(handle.read(8192))
+        if match:
+            found[path.name.split(":")[0]] = match.group(1).decode()
+    return found
 
 
 def _no_name_check(lab: Lab) -> ssl.SSLContext:
@@ -156,10 +162,13 @@ async def one_round(
     time.sleep(0.5)
     child.terminate()
     out, _ = child.communicate(timeout=10)
-    stored = {}
+    names = canary_files(maildir)
+    stored: dict[str, float] = {}
     for line in out.splitlines():
-        ident, when = line.split()
-        stored.setdefault(ident, float(when))
+        name, when = line.rsplit(" ", 1)
+        ident = names.get(name.split(":")[0])
+        if ident is not None:
+            stored.setdefault(ident, float(when))
     outcomes: dict[str, int] = {}
     delays = []
     for entry in entries:

@@ -441,26 +441,51 @@ class ImapSession:
             found.extend(parse_fetch(response.lines[:-1]))
         return found
 
-    async def wait_for_change(self, timeout: float, poll_interval: float = 5.0) -> bool:
+    async def wait_for_change(
+        self, timeout: float, poll_interval: float = 5.0, wake: asyncio.Event | None = None
+    ) -> bool:
         """Wait up to ``timeout`` s for news in the selected folder; True if the server
-        said something (EXISTS, EXPUNGE, ...). IDLE when offered, else NOOP polling."""
-        if "IDLE" not in self.capabilities:
-            await asyncio.sleep(min(timeout, poll_interval))
-            return await self.noop()
+        said something (EXISTS, EXPUNGE, ...). IDLE when offered, else NOOP polling.
+        ``wake``, when set, ends the wait early (the caller has work for the session)."""
+        waiter = asyncio.ensure_future(wake.wait()) if wake is not None else None
+        try:
+            if "IDLE" not in self.capabilities:
+                waits: set[asyncio.Future[Any]] = {asyncio.ensure_future(
+                    asyncio.sleep(min(timeout, poll_interval))
+                )}  # fmt: skip
+                if waiter is not None:
+                    waits.add(waiter)
+                _done, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                for future in pending:
+                    future.cancel()
+                return await self.noop()
+            return await self._idle(timeout, waiter)
+        finally:
+            if waiter is not None and not waiter.done():
+                waiter.cancel()
+
+    async def _idle(self, timeout: float, waiter: asyncio.Future[Any] | None) -> bool:
         client = self._client
         queue = client.protocol.idle_queue
         while not queue.empty():  # pushes left over from an earlier IDLE
             queue.get_nowait()
-        idle = await self._run("idle", client.idle_start(timeout=min(timeout, IDLE_MAX_SECONDS)))
-        pushed: list[Any] = []
+        limit = min(timeout, IDLE_MAX_SECONDS)
+        idle = await self._run("idle", client.idle_start(timeout=limit))
+        push = asyncio.ensure_future(client.wait_server_push(timeout=limit))
         try:
-            pushed = await client.wait_server_push(timeout=min(timeout, IDLE_MAX_SECONDS))
-        except TimeoutError:
-            pushed = []
+            waits: set[asyncio.Future[Any]] = {push}
+            if waiter is not None:
+                waits.add(waiter)
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            if not push.done():
+                push.cancel()
             if client.has_pending_idle():
                 client.idle_done()
             await self._run("idle", asyncio.shield(idle))
+        if push.cancelled() or push.exception() is not None:
+            return False
+        pushed = push.result()
         return bool(pushed) and pushed != aioimaplib.STOP_WAIT_SERVER_PUSH
 
     async def noop(self) -> bool:
