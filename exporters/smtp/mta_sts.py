@@ -25,7 +25,7 @@ from dns.rdtypes.ANY.MX import MX
 from exporters.dns.findings import Findings, name_text
 from exporters.dns.policy import PolicyRecordError, read_policy_record
 from exporters.dns.resolver import DnsError, StubResolver
-from exporters.result import Outcome, Phase
+from exporters.result import FactValue, Outcome, Phase
 
 POLICY_PATH = "/.well-known/mta-sts.txt"
 MAX_AGE_LIMIT = 31_557_600
@@ -77,12 +77,14 @@ class StsPolicy:
 
 
 @dataclass
-class _Fetched:
+class FetchedPolicy:
+    """The policy file as fetched (``body``), or why it could not be (``reason``)."""
+
     url: str
     body: str = ""
     reason: str = ""
     """Why the fetch failed, when it did."""
-    facts: dict[str, float | int | str | bool] = field(default_factory=dict)
+    facts: dict[str, FactValue] = field(default_factory=dict)
 
 
 def parse_policy(text: str) -> StsPolicy:
@@ -189,11 +191,11 @@ async def check_mta_sts(
 
 async def fetch_policy(
     resolver: StubResolver, domain: str, settings: MtaStsSettings, phase: Phase
-) -> _Fetched:
+) -> FetchedPolicy:
     """GET the policy; ``facts['mta_sts_policy_fetched']`` says whether it worked."""
     host = f"mta-sts.{domain}"
     url = f"https://{host}{POLICY_PATH}"
-    out = _Fetched(url, facts={"mta_sts_policy_fetched": 0})
+    out = FetchedPolicy(url, facts={"mta_sts_policy_fetched": 0})
     phase.enter(f"A/AAAA {host}")
     try:
         addresses = await _addresses(resolver, host)
@@ -330,7 +332,7 @@ async def _compare_with_memory(
     memory: StsPolicyMemory,
     domain: str,
     sts_id: str,
-    fetched: _Fetched,
+    fetched: FetchedPolicy,
     found: Findings,
 ) -> None:
     digest = hashlib.sha256(fetched.body.encode()).hexdigest()
