@@ -40,6 +40,11 @@ class Parser(argparse.ArgumentParser):
         self.exit(EXIT_CANNOT_RUN, f"{self.prog}: error: {message}\n")
 
 
+DEFAULT_LOG_LEVEL = {"serve": "info"}
+"""The daemon logs what it does; a one-shot command (``run`` under Nagios, ``config
+check``) says what it found on stdout, and its stderr carries only warnings and worse."""
+
+
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser = Parser(
         prog="mailprobe",
@@ -48,9 +53,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"mailprobe {__version__}")
     parser.add_argument(
         "--log-level",
-        default="info",
         choices=["debug", "info", "warning", "error"],
-        help="stderr log level (logfmt lines)",
+        help="stderr log level (logfmt lines; default: info for serve, warning otherwise)",
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, module in SUBCOMMANDS.items():
@@ -72,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(_command(argv))
     args = parser.parse_args(argv)
-    setup_logging(args.log_level)
+    setup_logging(args.log_level or DEFAULT_LOG_LEVEL.get(args.command, "warning"))
     try:
         code: int = args.func(args)
     except KeyboardInterrupt:
