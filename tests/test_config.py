@@ -101,7 +101,7 @@ def test_unreadable_file_exits_3(tmp_path: Path) -> None:
     assert f"no config file at {tmp_path / 'nope.yml'}" in done.stderr
     folder = config_check(tmp_path)
     assert folder.returncode == 3
-    assert "cannot read" in folder.stderr
+    assert f"{tmp_path} (given with --config) is a folder: name the config file" in folder.stderr
 
 
 def test_config_path_from_environment(tmp_path: Path) -> None:

@@ -70,6 +70,13 @@ def load_or_report(args: argparse.Namespace) -> Config | None:
     if not path.exists() and not path.is_symlink():
         print_missing_config(path, args.config)
         return None
+    if path.is_dir():
+        print(
+            f"mailprobe: {path} ({config_origin(args.config)}) is a folder: name the config"
+            " file itself",
+            file=sys.stderr,
+        )
+        return None
     try:
         return load_config(path)
     except ConfigError as error:
