@@ -36,7 +36,7 @@ def _alert_rules() -> list[dict[str, Any]]:
 
 
 def _run(*argv: str) -> str:
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)
     output = done.stdout + done.stderr
     assert done.returncode == 0, output
     return output
