@@ -9,8 +9,11 @@ memory to roughly ``in_flight`` x the size caps.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import hashlib
 import multiprocessing
+import os
+import signal
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -50,6 +53,22 @@ def analyse(data: bytes, is_message: bool, limits: Limits) -> Analysis:
     return Analysis(report, hashlib.sha256(payload.data).hexdigest())
 
 
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Worker initializer: end this worker when the process that started it dies.
+
+    A spawned worker holds both ends of its task queue's pipe, so it never reads EOF: after
+    a ``kill -9`` of ``serve`` it would wait for work forever, an orphan. Linux's
+    parent-death signal ends it instead; the check after it covers a parent that died
+    before the signal was armed."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+
 class ParsePool:
     def __init__(self, workers: int, in_flight: int, limits: Limits) -> None:
         self._workers = workers
@@ -61,7 +80,10 @@ class ParsePool:
     def _pool(self) -> ProcessPoolExecutor:
         if self._executor is None:
             self._executor = ProcessPoolExecutor(
-                self._workers, mp_context=multiprocessing.get_context("spawn")
+                self._workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=die_with_parent,
+                initargs=(os.getpid(),),
             )
         return self._executor
 
