@@ -194,7 +194,13 @@ def overview() -> gd.Dashboard:
         [],
     )
     b = b.with_row(gd.Row("Right now"))
-    for kind, title in (("dns", "DNS checks"), ("smtp", "SMTP checks"), ("dmarc", "DMARC checks")):
+    kinds = (
+        ("canary", "Canary routes"),
+        ("dns", "DNS checks"),
+        ("smtp", "SMTP checks"),
+        ("dmarc", "DMARC checks"),
+    )
+    for kind, title in kinds:
         b = b.with_panel(
             st(
                 f"{title} passing",
@@ -585,8 +591,103 @@ def dmarc() -> gd.Dashboard:
     return b
 
 
+def canary() -> gd.Dashboard:
+    r = f'{INST},route=~"$route"'
+    b = board(
+        "mailprobe-canary",
+        "mailprobe: canaries and delivery paths",
+        "Signed canary mails through the real paths: do they arrive, how fast, hop by hop,"
+        " and does what arrives verify (SPF, DKIM, DMARC, SRS, TLS).",
+        [("route", "label_values(mailprobe_canary_sent_total, route)")],
+    )
+    b = b.with_panel(
+        tb(
+            "Routes right now",
+            "Last round trip per route: 1 = delivered and verified (or warn: late, junk).",
+            Q(f'mailprobe_check_up{{kind="canary",{INST},target=~"$route"}}'),
+            width=12,
+            runbook="MailCanaryNotDelivered",
+        )
+    )
+    b = b.with_panel(
+        ts(
+            "Time since the last delivered canary",
+            "Seconds since a canary of the route was last found in its mailbox.",
+            [Q(f"time() - mailprobe_canary_last_delivered_timestamp_seconds{{{r}}}", "{{route}}")],
+            unit="s",
+            runbook="MailCanaryNotDelivered",
+        )
+    )
+    b = b.with_panel(
+        ts(
+            "Delivery latency (p50, p90)",
+            "From handing the canary to SMTP to its arrival in the mailbox (INTERNALDATE).",
+            [
+                Q(
+                    "histogram_quantile(0.5, sum by (le, route) "
+                    f"(rate(mailprobe_canary_delivery_latency_seconds_bucket{{{r}}}[15m])))",
+                    "p50 {{route}}",
+                ),
+                Q(
+                    "histogram_quantile(0.9, sum by (le, route) "
+                    f"(rate(mailprobe_canary_delivery_latency_seconds_bucket{{{r}}}[15m])))",
+                    "p90 {{route}}",
+                ),
+            ],
+            unit="s",
+        )
+    )
+    b = b.with_panel(
+        ts(
+            "Outcomes",
+            "Canaries judged per hour by outcome (delivered, late, lost, bounced, send_failed,"
+            " receiver_unreachable).",
+            [
+                Q(
+                    "sum by (route, outcome) "
+                    f"(increase(mailprobe_canary_outcomes_total{{{r}}}[1h]))",
+                    "{{route}} {{outcome}}",
+                )
+            ],
+        )
+    )
+    b = b.with_panel(
+        tb(
+            "Verifications of the last delivered canary",
+            "1 = ok, 0 = failed, per route and verification.",
+            Q(f"mailprobe_canary_verification_ok{{{r}}}"),
+            width=12,
+            runbook="MailCanaryVerificationFailed",
+        )
+    )
+    b = b.with_panel(
+        st(
+            "Canary mailboxes logged in",
+            "IMAP sessions to the canary mailboxes that are up, of all.",
+            Q(
+                f"sum(mailprobe_canary_mailbox_up{{{INST}}})"
+                f" / count(mailprobe_canary_mailbox_up{{{INST}}})"
+            ),
+            unit="percentunit",
+            steps=[(None, "red"), (0.99, "green")],
+            width=6,
+            runbook="MailCanaryMailboxUnreachable",
+        )
+    )
+    b = b.with_panel(
+        ts(
+            "In flight",
+            "Canaries sent and not yet judged, per route.",
+            [Q(f"mailprobe_canary_in_flight{{{r}}}", "{{route}}")],
+            width=6,
+        )
+    )
+    return b
+
+
 DASHBOARDS = {
     "overview": overview,
+    "canary": canary,
     "smtp": smtp,
     "dns": dns,
     "postfix": postfix,
