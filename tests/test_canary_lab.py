@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import imaplib
 import re
 import time
@@ -9,7 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
+from monitor.canary.service import CanaryService
+from monitor.config import parse_config
 from monitor.lab import Lab
 from tests.canary_helpers import canary_config, run_canary
 from tests.lab_fixture import broken, imap_login, unique
@@ -219,3 +223,83 @@ def test_srs_listed_on_dnsbl_is_bounced_blocked_using_bl_test(
         result = _one(lab, tmp_path, key_file, "inbound-forward", deadline=15)
     assert result["facts"]["outcome"] == "bounced", result
     assert "554 5.7.1" in result["reason"] and "blocked using bl.test" in result["reason"]
+
+
+async def test_archived_canary_copied_back_counts_as_duplicate_once(
+    lab: Lab, tmp_path: Path, key_file: Path
+) -> None:
+    archive = unique("Archive")
+    imap = imap_login(lab)
+    try:
+        assert imap.create(archive)[0] == "OK"
+    finally:
+        imap.logout()
+    path = canary_config(lab, tmp_path, key_file, deadline=15)
+    data = yaml.safe_load(path.read_text())
+    data["canary"]["mailboxes"][0]["archive_folder"] = archive
+    config = parse_config(yaml.safe_dump(data))
+    service = CanaryService(config)
+    runtime = await service.acquire()
+    try:
+        entry = await runtime.send("outbound-submission")
+        entry = await runtime.wait(entry.id, time.time() + 20)
+        assert entry.state == "delivered", entry
+        imap = imap_login(lab)
+        try:
+            for _ in range(50):  # moved there once its judging is done
+                imap.select(archive)
+                _, found = imap.uid("SEARCH", "HEADER", "X-Mailprobe-Canary", entry.id)
+                if found[0]:
+                    break
+                await asyncio.sleep(0.1)
+            [uid] = found[0].split()
+            assert imap.uid("COPY", uid, "INBOX")[0] == "OK"  # a second copy arrives
+        finally:
+            imap.logout()
+        key = ("outbound-submission", "duplicate")
+        for _ in range(100):
+            if runtime.stats.events[key]:
+                break
+            await asyncio.sleep(0.1)
+        assert runtime.stats.events[key] == 1
+        assert runtime.stats.outcomes[("outbound-submission", "delivered")] == 1
+    finally:
+        await service.release()
+    imap = imap_login(lab)
+    try:  # both copies are in the archive folder, none left in INBOX
+        imap.select(archive, readonly=True)
+        _, found = imap.uid("SEARCH", "HEADER", "X-Mailprobe-Canary", entry.id)
+        assert len(found[0].split()) == 2
+        imap.select("INBOX", readonly=True)
+        _, found = imap.uid("SEARCH", "HEADER", "X-Mailprobe-Canary", entry.id)
+        assert found[0].split() == []
+    finally:
+        imap.logout()
+
+
+async def test_watcher_reconnects_when_dovecot_comes_back(
+    lab: Lab, tmp_path: Path, key_file: Path
+) -> None:
+    config = parse_config(canary_config(lab, tmp_path, key_file, deadline=15).read_text())
+    service = CanaryService(config)
+    runtime = None
+    try:
+        with broken(lab, "stop-dovecot"):
+            runtime = await service.acquire()
+            watcher = runtime.watchers["world"]
+            for _ in range(100):
+                if watcher.reachable is False:
+                    break
+                await asyncio.sleep(0.1)
+            assert watcher.reachable is False and "IMAP connect" in watcher.error
+        for _ in range(150):  # backoff 1, 2, 4 s ...
+            if watcher.reachable:
+                break
+            await asyncio.sleep(0.1)
+        assert watcher.reachable is True and watcher.error == ""
+        entry = await runtime.send("outbound-submission")
+        entry = await runtime.wait(entry.id, time.time() + 20)
+        assert entry.state == "delivered", entry
+    finally:
+        if runtime is not None:
+            await service.release()

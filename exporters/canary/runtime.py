@@ -26,7 +26,6 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from email.message import Message
-from typing import Any
 
 from exporters.canary.dsn import parse_bounce
 from exporters.canary.ledger import Entry, LedgerStore, Outcome
@@ -566,8 +565,3 @@ def _decoded(value: object) -> str:
         return str(email.header.make_header(email.header.decode_header(text)))
     except (ValueError, LookupError, UnicodeError):
         return text
-
-
-def describe(entry: Entry) -> dict[str, Any]:
-    """The entry as the report's facts."""
-    return {"id": entry.id, "state": entry.state, **entry.detail}
