@@ -117,3 +117,60 @@ def test_kill_9_with_canaries_in_flight_then_restart_ends_each_in_one_outcome(
         for o in ("delivered", "late", "lost", "bounced", "send_failed", "receiver_unreachable")
     )
     assert counted == finished_here >= 3
+
+
+def outcome(text: str, route: str, name: str) -> float:
+    return metric(text, "mailprobe_canary_outcomes_total", route=route, outcome=name) or 0
+
+
+def test_faults_show_in_metrics(lab: Lab, tmp_path: Path) -> None:
+    forward, submission = "inbound-forward", "outbound-submission"
+    config = canary_config(
+        lab, tmp_path, tmp_path / "canary.key", deadline=4, grace=2,
+        routes={r: {"schedule": {"interval": 3600}} for r in ROUTES},
+    )  # fmt: skip
+    # bounced, filed as spam, DKIM failing: three faults at once, one per symptom
+    with (
+        broken(lab, "mx-rejects-all-as-spam"),
+        broken(lab, "world-files-into-junk"),
+        broken(lab, "dkim-key-mismatch"),
+        ServeProcess(config) as serve,
+    ):
+        serve.wait_listening()
+        text = scrape_until(
+            serve,
+            lambda t: outcome(t, forward, "bounced") + outcome(t, submission, "delivered") == 2,
+            timeout=30,
+            what="bounced and delivered",
+        )
+        serve.signal(signal.SIGTERM)
+        serve.wait(timeout=15)
+    assert metric(text, "mailprobe_canary_last_in_junk", route=submission) == 1
+    assert metric(text, "mailprobe_canary_verification_ok", route=submission,
+                  check="dkim_signature") == 0  # fmt: skip
+    assert metric(text, "mailprobe_canary_verification_ok", route=submission,
+                  check="authres_dkim") == 0  # fmt: skip
+    # late (overdue) first, then lost
+    with broken(lab, "stop-postfix-srs"), ServeProcess(config) as serve:
+        serve.wait_listening()
+        scrape_until(
+            serve, lambda t: metric(t, "mailprobe_canary_overdue", route=forward) == 1,
+            timeout=20, what="the forward overdue",
+        )  # fmt: skip
+        text = scrape_until(
+            serve, lambda t: outcome(t, forward, "lost") == 1, timeout=20, what="it lost"
+        )
+        serve.signal(signal.SIGTERM)
+        serve.wait(timeout=15)
+    assert metric(text, "mailprobe_canary_overdue", route=forward) == 0
+    # the mailbox down: receiver_unreachable, not lost
+    with broken(lab, "stop-dovecot"), ServeProcess(config) as serve:
+        serve.wait_listening()
+        text = scrape_until(
+            serve, lambda t: outcome(t, forward, "receiver_unreachable") == 1,
+            timeout=20, what="receiver_unreachable",
+        )  # fmt: skip
+        serve.signal(signal.SIGTERM)
+        serve.wait(timeout=15)
+    assert metric(text, "mailprobe_canary_mailbox_up", mailbox="world") == 0
+    assert outcome(text, forward, "lost") == 0

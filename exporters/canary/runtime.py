@@ -87,6 +87,8 @@ class Stats:
     last_sent: dict[str, float] = field(default_factory=dict)
     last_delivered: dict[str, float] = field(default_factory=dict)
     verifications: dict[tuple[str, str], bool] = field(default_factory=dict)
+    junk: dict[str, bool] = field(default_factory=dict)
+    """Per route: was the last delivered canary in \\Junk?"""
 
 
 class MailboxWatcher:
@@ -115,6 +117,10 @@ class MailboxWatcher:
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"canary-mailbox:{self.settings.name}")
+
+    def wake(self) -> None:
+        """End the current IDLE: a canary is on its way, so watch at the busy pace."""
+        self._wake.set()
 
     async def stop(self) -> None:
         """Let the session finish judging and removing what it fetched, then end it."""
@@ -177,6 +183,8 @@ class MailboxWatcher:
         self.scanned.set()
         last_junk_look = time.monotonic()
         while True:
+            if not self._judging:
+                self._wake.clear()  # before looking at the work: a wake after this counts
             await self._remove(session)
             if self._stopping and not self._judging:
                 self._drained.set()
@@ -189,8 +197,6 @@ class MailboxWatcher:
                 while await self._scan_inbox(session, seen):
                     pass  # mail came in bursts: look again until a scan finds nothing
             wait = min(BUSY_RESCAN, self.settings.junk_poll) if busy else IDLE_QUIET
-            if not self._judging:
-                self._wake.clear()
             if await session.wait_for_change(wait, wake=self._wake):
                 while await self._scan_inbox(session, seen):
                     pass
@@ -361,6 +367,7 @@ class CanaryRuntime:
         self._sending.add(entry.id)
         self.stats.sent[route.name] += 1
         self.stats.last_sent[route.name] = entry.sent_at
+        self.watchers[route.mailbox].wake()  # out of a long quiet IDLE: Junk needs looks too
         try:
             result = await send_message(route.smtp, route.mail_from, route.rcpt_to, raw)
         finally:
@@ -455,6 +462,7 @@ class CanaryRuntime:
                 if hop.seconds is not None:
                     self.stats.hops.observe((entry.route, str(index)), hop.seconds)
             self.stats.last_delivered[entry.route] = detected
+            self.stats.junk[entry.route] = junk
             for v in report.verifications:
                 self.stats.verifications[(entry.route, v.name)] = v.ok
 

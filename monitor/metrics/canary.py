@@ -58,6 +58,8 @@ METRICS = {
     "found delivered (delivered or late).",
     "mailprobe_canary_verification_ok": "1 if the route's last delivered canary passed the "
     "verification, 0 if it failed; absent until one was checked.",
+    "mailprobe_canary_last_in_junk": "1 if the route's last delivered canary was found in the "
+    "\\Junk folder (filed as spam), 0 if in INBOX; absent until one was delivered.",
     "mailprobe_canary_mailbox_up": "1 if the mailbox's IMAP session is logged in, 0 if it "
     "cannot connect or log in (receiver_unreachable).",
 }
@@ -146,6 +148,13 @@ def _families(runtime: CanaryRuntime) -> Iterator[Metric]:
         if route in runtime.routes:
             verification.add_metric([route, check], 1.0 if ok else 0.0)
     yield verification
+    junk = GaugeMetricFamily(
+        "mailprobe_canary_last_in_junk", METRICS["mailprobe_canary_last_in_junk"], labels=["route"]
+    )
+    for route, in_junk in sorted(stats.junk.items()):
+        if route in runtime.routes:
+            junk.add_metric([route], 1.0 if in_junk else 0.0)
+    yield junk
     up = GaugeMetricFamily(
         "mailprobe_canary_mailbox_up", METRICS["mailprobe_canary_mailbox_up"], labels=["mailbox"]
     )
