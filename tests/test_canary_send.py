@@ -22,7 +22,7 @@ class ScriptedSmtp(LoopbackServer):
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(b"220 scripted ESMTP\r\n")
         while line := await reader.readline():
-            verb = line.split(b" ")[0].split(b":")[0].strip().upper().decode()
+            verb = line.split(b" ")[0].split(b":")[0].strip().upper().decode(errors="replace")
             if verb == self.hang:
                 await reader.read()
                 return
@@ -99,3 +99,17 @@ async def test_no_answer_after_the_data_is_send_uncertain() -> None:
     with ScriptedSmtp(hang="RCPT") as server:  # before DATA: the canary surely was not taken
         result = await send(server.port)
     assert (result.state, result.failure) == ("failed", "timeout")
+
+
+async def test_tls_failures_are_the_tls_class() -> None:
+    with ScriptedSmtp() as server:
+        implicit = await send_message(
+            SmtpRoute("127.0.0.1", server.port, tls="implicit", step_timeout=1.0),
+            "a@example.test", "b@example.test", MESSAGE,
+        )  # fmt: skip
+        starttls = await send_message(
+            SmtpRoute("127.0.0.1", server.port, tls="starttls", step_timeout=1.0),
+            "a@example.test", "b@example.test", MESSAGE,
+        )  # fmt: skip
+    assert (implicit.state, implicit.failure) == ("failed", "tls"), implicit
+    assert (starttls.state, starttls.failure) == ("failed", "tls"), starttls  # not offered
