@@ -11,7 +11,6 @@ transcript of each session as ``detail`` for the debug view.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import ipaddress
 import socket
 import time
@@ -45,7 +44,7 @@ from exporters.smtp.tlsfacts import (
     PkixState,
     TlsFacts,
     legacy_context,
-    pkix_verdict,
+    pkix_verdict_now,
     trust_store,
 )
 from exporters.smtp.transcript import Transcript
@@ -340,7 +339,7 @@ def _judge_tls(
         }
     )
     name = endpoint.tls_name or endpoint.address
-    pkix = pkix_verdict(tls, name, settings.ca_file, dt.datetime.now(dt.UTC))
+    pkix = pkix_verdict_now(tls, name, settings.ca_file)
     facts["pkix"] = pkix.state.value
     result.verdicts.append(f"PKIX: {pkix.state.value}" + (f" ({pkix.reason})" * bool(pkix.reason)))
     verdict = (

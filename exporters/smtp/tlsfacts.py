@@ -12,6 +12,7 @@ import datetime as dt
 import enum
 import ipaddress
 import ssl
+import time
 import warnings
 from dataclasses import dataclass
 from functools import lru_cache
@@ -90,8 +91,7 @@ class TlsFacts:
         chain = served_chain(ssl_object)
         if not chain:
             raise ValueError("the server sent no certificate")
-        leaf = x509.load_der_x509_certificate(chain[0])
-        key_type, key_bits = _key(leaf)
+        key_type, key_bits, subject, issuer, not_after = _leaf_summary(chain[0])
         cipher = ssl_object.cipher()
         return cls(
             version=ssl_object.version() or "unknown",
@@ -99,14 +99,23 @@ class TlsFacts:
             chain=chain,
             key_type=key_type,
             key_bits=key_bits,
-            subject=_cn(leaf.subject),
-            issuer=_cn(leaf.issuer),
-            not_after=leaf.not_valid_after_utc,
+            subject=subject,
+            issuer=issuer,
+            not_after=not_after,
         )
 
     @property
     def leaf(self) -> x509.Certificate:
         return x509.load_der_x509_certificate(self.chain[0])
+
+
+@lru_cache(maxsize=64)
+def _leaf_summary(der: bytes) -> tuple[str, int, str, str, dt.datetime]:
+    """Key type and size, subject, issuer and expiry of a DER certificate: a pure
+    function of its bytes, so a server's unchanged certificate is parsed once."""
+    leaf = x509.load_der_x509_certificate(der)
+    key_type, key_bits = _key(leaf)
+    return key_type, key_bits, _cn(leaf.subject), _cn(leaf.issuer), leaf.not_valid_after_utc
 
 
 def _key(cert: x509.Certificate) -> tuple[str, int]:
@@ -192,6 +201,41 @@ def pkix_verdict(
             f"the chain of {name} (issuer {facts.issuer}) does not lead to a CA in {where}",
         )
     return PkixVerdict(PkixState.VALID)
+
+
+VERDICT_MEMO_SECONDS = 10.0
+"""How long a PKIX verdict on one served chain is reused (see :func:`pkix_verdict_now`)."""
+_VERDICT_MEMO_SIZE = 256
+_verdicts: dict[tuple[tuple[bytes, ...], str, str, int], tuple[float, PkixVerdict]] = {}
+
+
+def pkix_verdict_now(facts: TlsFacts, name: str, ca_file: Path | None) -> PkixVerdict:
+    """:func:`pkix_verdict` at the current time, memoised for a few seconds.
+
+    Every probe still handshakes and still hands its served chain here; only when the
+    chain (byte for byte), the name and the CA bundle (path and modification time) are
+    those of a verdict computed less than :data:`VERDICT_MEMO_SECONDS` ago is that
+    verdict reused.  The verdict depends on time only at the validity bounds of the
+    chain's certificates, so it may lag such a bound by at most that long.
+    """
+    bundle = ca_file or SYSTEM_BUNDLE
+    try:
+        mtime = bundle.stat().st_mtime_ns
+    except OSError:
+        return pkix_verdict(facts, name, ca_file)  # says why it cannot check
+    key = (facts.chain, name, str(bundle), mtime)
+    now = time.monotonic()
+    memo = _verdicts.get(key)
+    if memo is not None and memo[0] > now:
+        return memo[1]
+    verdict = pkix_verdict(facts, name, ca_file)
+    if len(_verdicts) >= _VERDICT_MEMO_SIZE:
+        for stale in [k for k, (until, _) in _verdicts.items() if until <= now]:
+            del _verdicts[stale]
+        while len(_verdicts) >= _VERDICT_MEMO_SIZE:
+            del _verdicts[next(iter(_verdicts))]
+    _verdicts[key] = (now + VERDICT_MEMO_SECONDS, verdict)
+    return verdict
 
 
 # The web PKI's server-certificate profile is stricter than OpenSSL, which mail servers

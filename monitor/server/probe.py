@@ -14,26 +14,31 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
 
 import yaml
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector, CollectorRegistry
+from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client.core import GaugeMetricFamily
 
+from exporters.dns.cache import CachingResolver
+from exporters.dns.resolver import StubResolver
+from exporters.dns.transport import Server
 from exporters.result import Check, CheckResult, Kind, Status
 from exporters.smtp.probe import probe_host
-from monitor.checks.smtp import PHASE_SHARE, probe_settings, resolver_of
+from monitor.checks.smtp import PHASE_SHARE, probe_settings
 from monitor.config import Config
 from monitor.config.smtp import address_family
 from monitor.metrics.smtp import SessionRow, session_families
+from monitor.metrics.text import render
 from monitor.runner import run_check
 
 TIMEOUT_OFFSET = 0.5
 """Seconds kept back from the scrape timeout, as blackbox_exporter's default offset."""
+DNS_CACHE_SECONDS = 5.0
+"""Longest a DNS answer (TLSA, A/AAAA) is reused between probes; its TTL when shorter."""
 
 
 def parse_target(text: str) -> tuple[str, int] | None:
@@ -50,20 +55,30 @@ def parse_target(text: str) -> tuple[str, int] | None:
     return (host, int(port)) if host else None
 
 
-class _Rows(Collector):
-    def __init__(self, metrics: list[Metric]) -> None:
-        self._metrics = metrics
-
-    def collect(self) -> Iterable[Metric]:
-        return self._metrics
-
-
 class ProbeEndpoint:
     """Handles ``/probe`` with the config of the moment (it follows reloads)."""
 
     def __init__(self, config: Callable[[], Config], concurrency: int = 16) -> None:
         self._config = config
         self._slots = asyncio.Semaphore(concurrency)
+        self._resolver: tuple[Config, StubResolver | None] | None = None
+
+    def _resolver_for(self, config: Config) -> StubResolver | None:
+        """One caching resolver per config (a reload brings a fresh one)."""
+        if self._resolver is None or self._resolver[0] is not config:
+            section = config.dns
+            resolver = (
+                CachingResolver(
+                    [Server(r.address, r.port) for r in section.resolvers],
+                    max_seconds=DNS_CACHE_SECONDS,
+                    timeout=section.timeout,
+                    retries=section.retries,
+                )
+                if section.resolvers
+                else None
+            )
+            self._resolver = (config, resolver)
+        return self._resolver[1]
 
     async def __call__(self, request: web.Request) -> web.Response:
         config = self._config()
@@ -91,7 +106,7 @@ class ProbeEndpoint:
                 return web.Response(status=400, text=f"bad scrape timeout {scrape!r}\n")
         literal = address_family(host)
         families = [literal] if literal is not None else list(module.families)
-        resolver = resolver_of(config)
+        resolver = self._resolver_for(config)
         checks = []
         for family in families:
             # A phase gets at most the module's phase timeout, and always less than the
@@ -147,9 +162,7 @@ def _exposition(results: list[CheckResult], port: int, duration: float) -> bytes
         "probe_duration_seconds", "How long the probe took (blackbox_exporter's name)."
     )
     took.add_metric([], duration)
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Rows([success, took, *session_families(rows, ("port", "family"))]))
-    return generate_latest(registry)
+    return render([success, took, *session_families(rows, ("port", "family"))])
 
 
 def _debug_text(
