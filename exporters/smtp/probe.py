@@ -38,8 +38,8 @@ from exporters.smtp.session import (
     SmtpEndpoint,
     TlsMode,
     open_session,
-    quit_session,
 )
+from exporters.smtp.tls_tail import complete_session
 from exporters.smtp.tlsfacts import (
     PkixState,
     TlsFacts,
@@ -254,7 +254,7 @@ async def _probe_endpoint(
 ) -> None:
     facts = result.facts
     try:
-        session = await open_session(endpoint, phase, result.transcript)
+        session = await complete_session(endpoint, phase, result.transcript)
     except PhaseFailure as exc:
         facts["failed_phase"] = exc.phase
         hint = ""
@@ -277,27 +277,22 @@ async def _probe_endpoint(
                 else (dane.DaneState.NOT_CHECKED.value)
             )
         return
-    try:
-        facts.update({f"{k}_seconds": v for k, v in session.timings.items()})
-        if session.banner is not None:
-            facts["banner_code"] = session.banner.code
-            facts["banner_host"] = (session.banner.lines[0].split() or [""])[0]
-        ehlo = session.ehlo_before_tls or session.ehlo
-        if ehlo is not None:
-            for ext in EXTENSIONS:
-                facts[f"ext_{ext}"] = ext in ehlo.extensions
-        if session.ehlo is not None:
-            # After STARTTLS the server may offer more (AUTH on 587): report what it says then.
-            for ext in EXTENSIONS:
-                if ext != "starttls":
-                    facts[f"ext_{ext}"] = ext in session.ehlo.extensions
-            facts["auth_mechanisms"] = " ".join(session.ehlo.auth_mechanisms)
-            if session.ehlo.size_limit is not None:
-                facts["size_limit_bytes"] = session.ehlo.size_limit
-    finally:
-        await quit_session(session)
-    if "quit_seconds" not in facts and "quit" in session.timings:
-        facts["quit_seconds"] = session.timings["quit"]
+    facts.update({f"{k}_seconds": v for k, v in session.timings.items()})
+    if session.banner is not None:
+        facts["banner_code"] = session.banner.code
+        facts["banner_host"] = (session.banner.lines[0].split() or [""])[0]
+    ehlo = session.ehlo_before_tls or session.ehlo
+    if ehlo is not None:
+        for ext in EXTENSIONS:
+            facts[f"ext_{ext}"] = ext in ehlo.extensions
+    if session.ehlo is not None:
+        # After STARTTLS the server may offer more (AUTH on 587): report what it says then.
+        for ext in EXTENSIONS:
+            if ext != "starttls":
+                facts[f"ext_{ext}"] = ext in session.ehlo.extensions
+        facts["auth_mechanisms"] = " ".join(session.ehlo.auth_mechanisms)
+        if session.ehlo.size_limit is not None:
+            facts["size_limit_bytes"] = session.ehlo.size_limit
     if session.tls is not None:
         _judge_tls(endpoint, settings, lookup, session.tls, result)
 

@@ -64,36 +64,58 @@ def excerpt(data: bytes | str, limit: int = 40) -> str:
 
 async def read_reply(reader: asyncio.StreamReader, transcript: Transcript) -> Reply:
     """Read one complete reply; raise :class:`ReplyError` for anything that is not one."""
-    lines: list[str] = []
-    total = 0
-    code: int | None = None
+    builder = ReplyBuilder(transcript)
     while True:
         try:
             raw = await reader.readuntil(b"\n")
         except asyncio.LimitOverrunError:
-            raise ReplyTooLong(
-                f"a reply line longer than {MAX_REPLY_BYTES // 1024} KiB without a line end"
-            ) from None
+            raise ReplyTooLong(LINE_TOO_LONG) from None
         except asyncio.IncompleteReadError as exc:
-            if exc.partial:
-                transcript.server(exc.partial.decode("utf-8", "replace"))
-                raise ClosedByServer(
-                    f"the server closed the connection in the middle of a reply "
-                    f"({excerpt(exc.partial)})"
-                ) from None
-            raise ClosedByServer("the server closed the connection") from None
-        total += len(raw)
-        if total > MAX_REPLY_BYTES:
+            raise closed(exc.partial, transcript) from None
+        reply = builder.add(raw)
+        if reply is not None:
+            return reply
+
+
+LINE_TOO_LONG = f"a reply line longer than {MAX_REPLY_BYTES // 1024} KiB without a line end"
+
+
+def closed(partial: bytes, transcript: Transcript) -> ClosedByServer:
+    """The error for a connection the server closed before a reply was complete."""
+    if partial:
+        transcript.server(partial.decode("utf-8", "replace"))
+        return ClosedByServer(
+            f"the server closed the connection in the middle of a reply ({excerpt(partial)})"
+        )
+    return ClosedByServer("the server closed the connection")
+
+
+class ReplyBuilder:
+    """Takes a reply's lines one at a time (each with its line end), as read from the
+    server, and checks each; :meth:`add` returns the reply once its last line came."""
+
+    def __init__(self, transcript: Transcript) -> None:
+        self._transcript = transcript
+        self._lines: list[str] = []
+        self._total = 0
+        self._code: int | None = None
+
+    def add(self, raw: bytes) -> Reply | None:
+        self._total += len(raw)
+        if self._total > MAX_REPLY_BYTES:
             raise ReplyTooLong(f"a reply longer than {MAX_REPLY_BYTES // 1024} KiB")
         text = raw.rstrip(b"\r\n").decode("utf-8", "replace")
-        transcript.server(text)
+        self._transcript.server(text)
         match = _LINE.fullmatch(text)
         if match is None:
             raise MalformedReply(f"not an SMTP reply: {excerpt(raw)}")
         line_code = int(match[1])
-        if code is not None and line_code != code:
-            raise MalformedReply(f"a multi-line reply changed its code from {code} to {line_code}")
-        code = line_code
-        lines.append(match[3] or "")
+        if self._code is not None and line_code != self._code:
+            raise MalformedReply(
+                f"a multi-line reply changed its code from {self._code} to {line_code}"
+            )
+        self._code = line_code
+        self._lines.append(match[3] or "")
         if match[2] != "-":
-            return Reply(code, tuple(lines))
+            return Reply(line_code, tuple(self._lines))
+        return None

@@ -216,10 +216,14 @@ async def open_session(
     phase: Phase | None = None,
     transcript: Transcript | None = None,
     tls_context: ssl.SSLContext | None = None,
+    *,
+    plain_only: bool = False,
 ) -> SmtpSession:
     """Connect and talk up to a secured EHLO; raise :class:`PhaseFailure` on any failure.
 
     The session is open on return: finish it with :func:`quit_session` (or ``close``).
+    ``plain_only`` stops a STARTTLS session at the server's 220 to STARTTLS, before the
+    handshake (for :mod:`exporters.smtp.tls_tail`).
     """
     phase = phase or Phase()
     transcript = transcript or Transcript()
@@ -241,14 +245,14 @@ async def open_session(
     session = SmtpSession(endpoint, reader, writer, phase, transcript, tls_context)
     session.timings["connect"] = time.monotonic() - mark
     try:
-        await _talk(session)
+        await _talk(session, plain_only)
     except BaseException:
         await session.close()
         raise
     return session
 
 
-async def _talk(session: SmtpSession) -> None:
+async def _talk(session: SmtpSession, plain_only: bool = False) -> None:
     endpoint = session.endpoint
     if endpoint.tls == "implicit":
         await _handshake(session, "tls")
@@ -278,6 +282,9 @@ async def _talk(session: SmtpSession) -> None:
                 "starttls",
                 f"starttls: {endpoint.where} offered STARTTLS but refused it: {_quote(reply)}",
             )
+        if plain_only:
+            session.timings["starttls"] = time.monotonic() - mark
+            return
         await _handshake(session, "starttls", started=mark)
         session.ehlo = await _ehlo(session, "ehlo_tls")
 

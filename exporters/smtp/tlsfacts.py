@@ -59,7 +59,7 @@ def legacy_context() -> ssl.SSLContext:
     return context
 
 
-def served_chain(ssl_object: ssl.SSLObject) -> tuple[bytes, ...]:
+def served_chain(ssl_object: ssl.SSLObject | ssl.SSLSocket) -> tuple[bytes, ...]:
     """The chain the server sent, leaf first, as DER.
 
     Python 3.13 has ``get_unverified_chain()``; 3.11 and 3.12 have the same method on
@@ -87,7 +87,7 @@ class TlsFacts:
     not_after: dt.datetime
 
     @classmethod
-    def from_ssl(cls, ssl_object: ssl.SSLObject) -> TlsFacts:
+    def from_ssl(cls, ssl_object: ssl.SSLObject | ssl.SSLSocket) -> TlsFacts:
         chain = served_chain(ssl_object)
         if not chain:
             raise ValueError("the server sent no certificate")
