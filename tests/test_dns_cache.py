@@ -103,3 +103,21 @@ async def test_an_answer_is_not_kept_past_its_signatures() -> None:
         for _ in range(2):
             assert (await resolver.query("_25._tcp.mx.example.test", "TLSA")).records
         assert asked(srv) == 2
+
+
+async def test_questions_asked_at_once_share_one_query() -> None:
+    zone = Zone(secure=True).add("_25._tcp.mx.example.test", "TLSA", TLSA)
+    async with LoopbackDns(zone).running() as srv:
+        resolver = caching(srv)
+        answers = await asyncio.gather(
+            *(resolver.query("_25._tcp.mx.example.test", "TLSA") for _ in range(20))
+        )
+        assert asked(srv) == 1 and all(a is answers[0] for a in answers)
+    async with LoopbackDns(lambda q, via: respond(q, dns.rcode.SERVFAIL)).running() as srv:
+        resolver = caching(srv)
+        results = await asyncio.gather(
+            *(resolver.query("_25._tcp.mx.example.test", "TLSA") for _ in range(5)),
+            return_exceptions=True,
+        )
+        assert all(isinstance(r, DnsServerFailure) for r in results)
+        assert asked(srv) <= 2  # one query (and its CD=1 retry) for all five

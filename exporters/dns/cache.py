@@ -5,11 +5,13 @@ a benchmark); asking the validating resolver for the same TLSA RRset each time c
 more than the verdict on it.  Only answers with records are kept, each for the shorter
 of its TTL, its earliest RRSIG expiry and ``max_seconds``; NXDOMAIN, NODATA and every
 failure (bogus, SERVFAIL, timeouts) are asked again each time, so a broken zone shows
-on the next probe.
+on the next probe.  Probes that ask the same question while it is on its way share the
+one query and its outcome (answer or error) rather than sending one each.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 
@@ -38,6 +40,7 @@ class CachingResolver(StubResolver):
         self.max_seconds = max_seconds
         self.max_entries = max_entries
         self._answers: dict[tuple[str, int], tuple[float, Answer]] = {}
+        self._asking: dict[tuple[str, int], asyncio.Task[Answer]] = {}
 
     async def query(
         self, name: str | dns.name.Name, rdtype: str | dns.rdatatype.RdataType
@@ -50,10 +53,21 @@ class CachingResolver(StubResolver):
             if kept[0] > now:
                 return kept[1]
             del self._answers[key]
+        task = self._asking.get(key)
+        if task is None:
+            task = asyncio.ensure_future(self._ask(key, name, rdtype))
+            self._asking[key] = task
+            task.add_done_callback(lambda _: self._asking.pop(key, None))
+        # A waiter cancelled (its check's deadline) leaves the query to the others.
+        return await asyncio.shield(task)
+
+    async def _ask(
+        self, key: tuple[str, int], name: str | dns.name.Name, rdtype: str | dns.rdatatype.RdataType
+    ) -> Answer:
         answer = await super().query(name, rdtype)
         lifetime = self._lifetime(answer)
         if lifetime > 0:
-            self._keep(key, now + lifetime, answer)
+            self._keep(key, time.monotonic() + lifetime, answer)
         return answer
 
     def _lifetime(self, answer: Answer) -> float:
