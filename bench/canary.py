@@ -42,7 +42,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from exporters.canary import runtime as runtime_module
+from exporters.canary import watcher as watcher_module
 from exporters.imap import ImapSession
 from monitor.canary.service import CanaryService
 from monitor.config import parse_config
@@ -118,9 +118,9 @@ async def one_round(
     assert child.stdout is not None
     assert child.stdout.readline().strip() == "ready"
     original = ImapSession.capabilities
-    rescan = runtime_module.BUSY_RESCAN
+    rescan = watcher_module.BUSY_RESCAN
     if poll:
-        runtime_module.BUSY_RESCAN = 5.0
+        watcher_module.BUSY_RESCAN = 5.0
         ImapSession.capabilities = property(  # type: ignore[method-assign,assignment]
             lambda self: frozenset(original.fget(self)) - {"IDLE"}  # type: ignore[attr-defined]
         )
@@ -156,7 +156,7 @@ async def one_round(
             await service.release()
     finally:
         ImapSession.capabilities = original  # type: ignore[method-assign]
-        runtime_module.BUSY_RESCAN = rescan
+        watcher_module.BUSY_RESCAN = rescan
     wall = time.monotonic() - started
     usage = resource.getrusage(resource.RUSAGE_SELF)
     time.sleep(0.5)

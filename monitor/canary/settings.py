@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from exporters.canary.runtime import MailboxSettings, RouteSettings
+from exporters.canary.runtime import RouteSettings
 from exporters.canary.send import SmtpRoute
 from exporters.canary.verify import Expectations
+from exporters.canary.watcher import MailboxSettings
 from exporters.imap import ImapEndpoint
 from monitor.config.base import reveal_secret
 from monitor.config.canary import CanaryMailbox, CanaryRoute
