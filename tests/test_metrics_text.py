@@ -59,7 +59,10 @@ def test_render_matches_prometheus_client(rows: list[SessionRow]) -> None:
     success.add_metric([], float("nan"))
     took = GaugeMetricFamily("probe_duration_seconds", "took")
     took.add_metric([], float("inf"))
-    families: list[Metric] = [success, took, *session_families(rows, ("port", "family"))]
+    odd = GaugeMetricFamily("mailprobe_odd_values", "signs and sizes", labels=["v"])
+    for n, value in enumerate((-0.0, 0.0, 1.0, -1.0, 1e-9, 12345678.0, float("-inf"))):
+        odd.add_metric([str(n)], value)
+    families: list[Metric] = [success, took, odd, *session_families(rows, ("port", "family"))]
     assert render(families) == _reference(families)
 
 

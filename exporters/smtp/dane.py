@@ -28,7 +28,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from dns.rdtypes.ANY.TLSA import TLSA
 
-from exporters.dns.resolver import DnsBogus, DnsError, DnssecState, StubResolver
+from exporters.dns.resolver import Answer, DnsBogus, DnsError, DnssecState, StubResolver
 from exporters.smtp.tlsfacts import names_match
 from exporters.tlsa import (
     MatchingType,
@@ -78,6 +78,21 @@ async def lookup_tlsa(resolver: StubResolver, name: str, port: int) -> TlsaLooku
         return TlsaLookup(owner, DaneState.BOGUS, reason=exc.reason)
     except DnsError as exc:
         return TlsaLookup(owner, DaneState.DNS_ERROR, reason=exc.reason)
+    seen = _read.get(owner)
+    if seen is not None and seen[0] is answer:  # the same answer, from a resolver's cache
+        return seen[1]
+    if len(_read) >= 256:
+        _read.clear()
+    lookup = _read_answer(owner, answer)
+    _read[owner] = (answer, lookup)
+    return lookup
+
+
+_read: dict[str, tuple[Answer, TlsaLookup]] = {}
+"""The last answer read per owner name, and what it said."""
+
+
+def _read_answer(owner: str, answer: Answer) -> TlsaLookup:
     if not answer.records:
         if answer.dnssec is not DnssecState.SECURE:
             return TlsaLookup(

@@ -24,7 +24,8 @@ class Transcript:
         if len(self.entries) >= MAX_ENTRIES:
             self.dropped += 1
             return
-        shown = "".join(c if c.isprintable() else "." for c in text[:MAX_LINE])
+        head = text[:MAX_LINE]
+        shown = head if head.isprintable() else "".join(c if c.isprintable() else "." for c in head)
         if len(text) > MAX_LINE:
             shown += f"… ({len(text)} characters)"
         self.entries.append(f"{time.monotonic() - self.started:7.3f} {who} {shown}")

@@ -8,14 +8,25 @@ writes the same bytes from the families directly (tests compare the two).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from functools import lru_cache
 
 from prometheus_client.core import Metric
 from prometheus_client.utils import floatToGoString
 
-_number: Callable[[float], str] = floatToGoString
+_go_float: Callable[[float], str] = floatToGoString
 """prometheus_client's float formatting (Go's), so the bytes are the same."""
+_ONE, _ZERO = _go_float(1.0), _go_float(0.0)
+
+
+def _number(value: float) -> str:
+    # Most /probe samples are 1 or 0 (states, flags); -0.0 keeps its sign.
+    if value == 1.0:
+        return _ONE
+    if value == 0.0 and math.copysign(1.0, value) > 0:
+        return _ZERO
+    return _go_float(value)
 
 
 @lru_cache(maxsize=256)
