@@ -39,7 +39,7 @@ from exporters.smtp.session import (
     TlsMode,
     open_session,
 )
-from exporters.smtp.tls_tail import complete_session
+from exporters.smtp.threaded import complete_session
 from exporters.smtp.tlsfacts import (
     PkixState,
     TlsFacts,

@@ -133,20 +133,15 @@ class _Bounded:
         try:
             await self._timeout.__aexit__(type(exc) if exc else None, exc, None)
         except TimeoutError:
-            raise PhaseFailure(
-                self.name,
-                f"{self.name}: no complete answer from {self.session.endpoint.where} "
-                f"within {self.session.endpoint.phase_timeout:g} s",
-                timed_out=True,
-            ) from None
+            raise phase_timeout(self.session.endpoint, self.name) from None
         if exc is None or isinstance(exc, PhaseFailure):
             return
-        failure = _failure(self.name, self.session.endpoint, exc)
+        failure = phase_failure(self.name, self.session.endpoint, exc)
         if failure is not None:  # else a cancellation or a bug: it passes unchanged
             raise failure from None
 
 
-def _failure(phase: str, endpoint: SmtpEndpoint, exc: BaseException) -> PhaseFailure | None:
+def phase_failure(phase: str, endpoint: SmtpEndpoint, exc: BaseException) -> PhaseFailure | None:
     what = "EHLO reply" if phase.startswith("ehlo") else f"{phase} reply"
     if phase == "banner":
         what = "banner"
@@ -216,14 +211,11 @@ async def open_session(
     phase: Phase | None = None,
     transcript: Transcript | None = None,
     tls_context: ssl.SSLContext | None = None,
-    *,
-    plain_only: bool = False,
 ) -> SmtpSession:
     """Connect and talk up to a secured EHLO; raise :class:`PhaseFailure` on any failure.
 
     The session is open on return: finish it with :func:`quit_session` (or ``close``).
-    ``plain_only`` stops a STARTTLS session at the server's 220 to STARTTLS, before the
-    handshake (for :mod:`exporters.smtp.tls_tail`).
+    (:mod:`exporters.smtp.threaded` runs the same exchange to QUIT on blocking sockets.)
     """
     phase = phase or Phase()
     transcript = transcript or Transcript()
@@ -234,25 +226,20 @@ async def open_session(
         async with asyncio.timeout(endpoint.phase_timeout):
             reader, writer = await _connect(endpoint)
     except TimeoutError:
-        raise PhaseFailure(
-            "connect",
-            f"connect: no answer from {endpoint.where} within {endpoint.phase_timeout:g} s "
-            "(a firewall dropping packets?)",
-            timed_out=True,
-        ) from None
+        raise connect_timeout(endpoint) from None
     except OSError as exc:
-        raise PhaseFailure("connect", f"connect: {endpoint.where}: {_os_words(exc)}") from None
+        raise connect_failure(endpoint, exc) from None
     session = SmtpSession(endpoint, reader, writer, phase, transcript, tls_context)
     session.timings["connect"] = time.monotonic() - mark
     try:
-        await _talk(session, plain_only)
+        await _talk(session)
     except BaseException:
         await session.close()
         raise
     return session
 
 
-async def _talk(session: SmtpSession, plain_only: bool = False) -> None:
+async def _talk(session: SmtpSession) -> None:
     endpoint = session.endpoint
     if endpoint.tls == "implicit":
         await _handshake(session, "tls")
@@ -260,6 +247,18 @@ async def _talk(session: SmtpSession, plain_only: bool = False) -> None:
     banner = await session.reply("banner")
     session.timings["banner"] = time.monotonic() - mark
     session.banner = banner
+    check_banner(endpoint, banner)
+    session.ehlo = await _ehlo(session, "ehlo")
+    if endpoint.tls == "starttls":
+        session.ehlo_before_tls = session.ehlo
+        check_starttls_offered(endpoint, session.ehlo)
+        mark = time.monotonic()
+        check_starttls_reply(endpoint, await session.command("STARTTLS", "starttls"))
+        await _handshake(session, "starttls", started=mark)
+        session.ehlo = await _ehlo(session, "ehlo_tls")
+
+
+def check_banner(endpoint: SmtpEndpoint, banner: Reply) -> None:
     if banner.code != 220:
         raise PhaseFailure("banner", f"banner: {endpoint.where} refuses sessions: {_quote(banner)}")
     if endpoint.banner_host is not None:
@@ -270,34 +269,63 @@ async def _talk(session: SmtpSession, plain_only: bool = False) -> None:
                 f"banner: {endpoint.where} announces itself as {announced or '(nothing)'}, "
                 f"expected {endpoint.banner_host} (check myhostname / smtpd_banner)",
             )
-    session.ehlo = await _ehlo(session, "ehlo")
-    if endpoint.tls == "starttls":
-        session.ehlo_before_tls = session.ehlo
-        if "starttls" not in session.ehlo.extensions:
-            raise PhaseFailure("ehlo", f"ehlo: {endpoint.where} does not offer STARTTLS after EHLO")
-        mark = time.monotonic()
-        reply = await session.command("STARTTLS", "starttls")
-        if reply.code != 220:
-            raise PhaseFailure(
-                "starttls",
-                f"starttls: {endpoint.where} offered STARTTLS but refused it: {_quote(reply)}",
-            )
-        if plain_only:
-            session.timings["starttls"] = time.monotonic() - mark
-            return
-        await _handshake(session, "starttls", started=mark)
-        session.ehlo = await _ehlo(session, "ehlo_tls")
+
+
+def check_starttls_offered(endpoint: SmtpEndpoint, ehlo: EhloInfo) -> None:
+    if "starttls" not in ehlo.extensions:
+        raise PhaseFailure("ehlo", f"ehlo: {endpoint.where} does not offer STARTTLS after EHLO")
+
+
+def check_starttls_reply(endpoint: SmtpEndpoint, reply: Reply) -> None:
+    if reply.code != 220:
+        raise PhaseFailure(
+            "starttls",
+            f"starttls: {endpoint.where} offered STARTTLS but refused it: {_quote(reply)}",
+        )
+
+
+def early_data_failure(endpoint: SmtpEndpoint, phase: str, early: bytes) -> PhaseFailure:
+    # RFC 3207 5: nothing may come between the 220 and the handshake; bytes that did
+    # were sent in plaintext and would be read as if protected (CVE-2011-0411 class).
+    return PhaseFailure(
+        phase,
+        f"{phase}: {endpoint.where} sent data after its 220 reply to STARTTLS, "
+        f"before the TLS handshake ({excerpt(early)})",
+    )
+
+
+def connect_timeout(endpoint: SmtpEndpoint) -> PhaseFailure:
+    return PhaseFailure(
+        "connect",
+        f"connect: no answer from {endpoint.where} within {endpoint.phase_timeout:g} s "
+        "(a firewall dropping packets?)",
+        timed_out=True,
+    )
+
+
+def connect_failure(endpoint: SmtpEndpoint, exc: OSError) -> PhaseFailure:
+    return PhaseFailure("connect", f"connect: {endpoint.where}: {_os_words(exc)}")
+
+
+def phase_timeout(endpoint: SmtpEndpoint, phase: str) -> PhaseFailure:
+    return PhaseFailure(
+        phase,
+        f"{phase}: no complete answer from {endpoint.where} within {endpoint.phase_timeout:g} s",
+        timed_out=True,
+    )
+
+
+def ehlo_result(endpoint: SmtpEndpoint, phase: str, reply: Reply) -> EhloInfo:
+    if reply.code != 250:
+        raise PhaseFailure(phase, f"{phase}: {endpoint.where} refused EHLO: {_quote(reply)}")
+    return _ehlo_info(reply)
 
 
 async def _ehlo(session: SmtpSession, phase: str) -> EhloInfo:
     mark = time.monotonic()
     reply = await session.command(f"EHLO {session.endpoint.ehlo_name}", phase)
     session.timings[phase] = time.monotonic() - mark
-    if reply.code != 250:
-        raise PhaseFailure(
-            phase, f"{phase}: {session.endpoint.where} refused EHLO: {_quote(reply)}"
-        )
-    return _ehlo_info(reply)
+    return ehlo_result(session.endpoint, phase, reply)
 
 
 def _ehlo_info(reply: Reply) -> EhloInfo:
@@ -316,13 +344,7 @@ async def _handshake(session: SmtpSession, phase: str, started: float | None = N
     mark = started if started is not None else time.monotonic()
     early = _buffered(session.reader)
     if early:
-        # RFC 3207 5: nothing may come between the 220 and the handshake; bytes that did
-        # were sent in plaintext and would be read as if protected (CVE-2011-0411 class).
-        raise PhaseFailure(
-            phase,
-            f"{phase}: {session.endpoint.where} sent data after its 220 reply to STARTTLS, "
-            f"before the TLS handshake ({excerpt(early)})",
-        )
+        raise early_data_failure(session.endpoint, phase, early)
     session.transcript.note("TLS handshake")
     try:
         async with session._bounded(phase):

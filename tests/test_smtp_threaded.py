@@ -1,6 +1,7 @@
-"""The part of a probe after STARTTLS (handshake, EHLO, QUIT on a blocking TLS socket in
-a worker thread) against servers that misbehave only once TLS is up: real loopback
-servers, each failing one way, each reported in its phase within the phase timeout."""
+"""The probe's session on a blocking socket in a worker thread (exporters/smtp/threaded.py)
+against servers that misbehave only once TLS is up (tests/test_smtp_hostile.py has the
+rest): real loopback servers, each failing one way, each reported in its phase within
+the phase timeout; and a check cut by its deadline frees the connection at once."""
 
 from __future__ import annotations
 
