@@ -21,6 +21,7 @@ import hashlib
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 from cryptography import x509
@@ -140,7 +141,18 @@ class DaneVerdict:
 
 
 def verdict(lookup: TlsaLookup, chain: Sequence[bytes], tls_name: str) -> DaneVerdict:
-    """Match the usable records of ``lookup`` to the served ``chain``."""
+    """Match the usable records of ``lookup`` to the served ``chain``.
+
+    A pure function of the records, the chain's bytes and the name (DANE-EE ignores
+    dates, DANE-TA checks names and signatures only): the verdicts on the last few
+    distinct inputs are kept, so an unchanged server's chain is not parsed and hashed
+    again on every probe.
+    """
+    return _verdict(lookup, tuple(chain), tls_name)
+
+
+@lru_cache(maxsize=256)
+def _verdict(lookup: TlsaLookup, chain: tuple[bytes, ...], tls_name: str) -> DaneVerdict:
     if lookup.state is not DaneState.VERIFIED:
         return DaneVerdict(lookup.state, lookup.reason)
     scheme = rollover_scheme(lookup.records)

@@ -41,6 +41,22 @@ def _label_text(key: str, value: str) -> str:
     return f'{key}="{escaped}"'
 
 
+_LABEL_SETS = 4096
+_label_sets: dict[tuple[tuple[str, str], ...], str] = {}
+"""Rendered ``{...}`` per label set: /probe repeats the same few dozen."""
+
+
+def _labels(labels: dict[str, str]) -> str:
+    key = tuple(labels.items())
+    text = _label_sets.get(key)
+    if text is None:
+        text = "{" + ",".join(_label_text(k, v) for k, v in sorted(labels.items())) + "}"
+        if len(_label_sets) >= _LABEL_SETS:
+            _label_sets.clear()
+        _label_sets[key] = text
+    return text
+
+
 def render(families: Iterable[Metric]) -> bytes:
     """The gauge families in the text format, as ``generate_latest`` writes them (no
     timestamps, no exemplars); other types need its munging and are refused."""
@@ -51,8 +67,7 @@ def render(families: Iterable[Metric]) -> bytes:
         out.append(_header(family.name, family.documentation, family.type))
         for sample in family.samples:
             if sample.labels:
-                labels = ",".join(_label_text(k, v) for k, v in sorted(sample.labels.items()))
-                out.append(f"{sample.name}{{{labels}}} {_number(sample.value)}\n")
+                out.append(f"{sample.name}{_labels(sample.labels)} {_number(sample.value)}\n")
             else:
                 out.append(f"{sample.name} {_number(sample.value)}\n")
     return "".join(out).encode("utf-8")
