@@ -126,15 +126,21 @@ class ProbeEndpoint:
                 )
             )
         started = time.monotonic()
+        if self._slots.locked():
+            try:
+                async with asyncio.timeout(timeout / 2):
+                    await self._slots.acquire()
+            except TimeoutError:
+                return web.Response(
+                    status=503, text="too many probes at once (smtp.probe_concurrency)\n"
+                )
+        else:
+            await self._slots.acquire()  # a free slot: taken at once, no timer needed
         try:
-            async with asyncio.timeout(timeout / 2):
-                await self._slots.acquire()
-        except TimeoutError:
-            return web.Response(
-                status=503, text="too many probes at once (smtp.probe_concurrency)\n"
-            )
-        try:
-            results = await asyncio.gather(*(run_check(c) for c in checks))
+            if len(checks) == 1:
+                results = [await run_check(checks[0])]
+            else:
+                results = list(await asyncio.gather(*(run_check(c) for c in checks)))
         finally:
             self._slots.release()
         duration = time.monotonic() - started
