@@ -38,6 +38,7 @@ SINK_LOCK = Path("/tmp/mailprobe-alert-sink.lock")
 
 CHECK_INTERVAL = 10.0
 CHECK_TIMEOUT = 8.0
+CANARY_INTERVAL = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +125,8 @@ def lab_serve_config(lab: Lab) -> dict[str, Any]:
     """The lab's own config (``mailprobe lab config``) with short intervals.
 
     TLS quality is left out: it runs sslyze in its own process once a day and is not
-    what this test exercises (docs/alerts.md says so).
+    what this test exercises (docs/alerts.md says so). Canaries go every 30 s with a
+    30 s deadline, so a lost one is known within a minute.
     """
     data = config_data(lab)
     data["defaults"] = {"interval": CHECK_INTERVAL, "timeout": CHECK_TIMEOUT}
@@ -136,6 +138,9 @@ def lab_serve_config(lab: Lab) -> dict[str, Any]:
             target["security"]["schedule"] = every
     for policy in smtp.get("mta_sts", []):  # hourly by default
         policy["schedule"] = every
+    for route in data.get("canary", {}).get("routes", []):
+        # A canary every 30 s; late after 30 s (the lab delivers in a few), lost 30 s later.
+        route.update(schedule={"interval": CANARY_INTERVAL}, deadline=30, grace=30)
     return data
 
 
